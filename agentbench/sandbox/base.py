@@ -1,0 +1,257 @@
+"""The sandbox contract every backend implements.
+
+A sandbox owns one workspace (a directory on the host, seen as `/workspace` inside the sandbox)
+and one long-lived shell that runs the agent's commands. The harness drives it in a fixed cycle:
+
+    sandbox.start()            # once; raises SandboxStartError on infrastructure failure
+    sandbox.reset(fixture)     # per episode: a fresh workspace built from the fixture
+    sandbox.exec("ls -la")     # per step
+    sandbox.snapshot()         # before/after a step: what the workspace holds
+    sandbox.close()            # idempotent
+
+File helpers (`read_file`, `write_file`, `list_dir`) run *inside* the sandbox through the shell,
+so that the sandbox, not host-side path logic, confines what they can reach. Snapshots and
+resets work on the host's side of the workspace, with no sandbox process running during a reset
+and no symlink ever followed.
+
+Errors:
+- `SandboxStartError`: the sandbox could not be started (missing tool or image, dead daemon).
+  This is an infrastructure failure; callers must report it as such, never as agent behaviour.
+- `SandboxError`: the sandbox broke mid-episode (the shell died and could not be restarted).
+  Also infrastructure.
+- `SandboxFileError`: a file helper failed for a reason that belongs to the agent (no such file,
+  a directory where a file was expected, a file over the size cap). Its message is fit to show
+  the agent as an observation.
+
+A command that times out or prints too much is *not* an error: `exec` returns an `ExecResult`
+with `timed_out` or the truncation flags set.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentbench.sandbox.accounts import Accounts
+from agentbench.sandbox.fixture import Fixture, materialize
+from agentbench.sandbox.snapshot import Snapshot, take_snapshot
+
+WORKSPACE = "/workspace"
+"""Where the workspace appears inside every sandbox."""
+
+
+class SandboxStartError(RuntimeError):
+    """The sandbox could not be started: an infrastructure failure, not an agent's."""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox broke while in use (its shell died and could not be restarted)."""
+
+
+class SandboxFileError(Exception):
+    """A file helper failed for a reason the agent caused; the message is agent-facing."""
+
+
+class SandboxConfig(BaseModel):
+    """Limits and knobs shared by all backends. Backends may subclass to add their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_timeout_s: float = Field(20.0, gt=0, le=3600, description="Default per-command limit.")
+    output_limit_bytes: int = Field(
+        16_384, gt=0, le=16 * 2**20, description="Bytes of stdout and of stderr kept per command."
+    )
+    output_kill_bytes: int = Field(
+        32 * 2**20, gt=0, description="A command printing more than this is killed early."
+    )
+    memory_limit_mb: int = Field(512, ge=16, description="Memory for everything in the sandbox.")
+    pids_limit: int = Field(256, ge=8, description="Processes and threads in the sandbox.")
+    cpus: float = Field(1.0, gt=0, description="CPU share (Docker), where the backend supports it.")
+    workspace_limit_mb: int = Field(256, ge=1, description="Largest workspace a step may leave.")
+    file_read_limit_bytes: int = Field(1 * 2**20, gt=0, description="Cap for read_file.")
+    file_write_limit_bytes: int = Field(4 * 2**20, gt=0, description="Cap for write_file.")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command did. Output is decoded as UTF-8 with replacement characters."""
+
+    exit_code: int | None
+    """The shell's `$?`; None when the command was killed (timeout, output flood)."""
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    output_flooded: bool = False
+    """The command printed more than `output_kill_bytes` and was killed."""
+    shell_restarted: bool = False
+    """The shell had to be restarted after this command (killed, or it exited)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    name: str
+    kind: str  # "file" | "dir" | "symlink" | "other"
+    size: int
+
+
+@dataclass
+class SandboxInfo:
+    """Provenance of a sandbox, recorded with every trajectory."""
+
+    backend: str
+    image: str | None = None
+    limits_enforced: dict[str, bool] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Sandbox(ABC):
+    """One isolated workspace plus one long-lived shell. See the module docstring."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: SandboxConfig | None = None, accounts: Accounts | None = None):
+        self.config = config or SandboxConfig()
+        self.accounts = accounts or Accounts.default()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abstractmethod
+    def start(self) -> None:
+        """Prepare the backend and an empty workspace. Raises SandboxStartError."""
+
+    @abstractmethod
+    def _stop_processes(self) -> None:
+        """Kill every process in the sandbox (the shell and anything it left behind)."""
+
+    @abstractmethod
+    def _start_processes(self) -> None:
+        """Start the shell over the current workspace. Raises SandboxStartError."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Kill everything and remove the workspace. Safe to call twice."""
+
+    @property
+    @abstractmethod
+    def workspace_host_path(self) -> Path:
+        """The workspace as seen from the host (read by snapshots, written by reset)."""
+
+    @property
+    def workspace_path(self) -> str:
+        """The workspace as seen from inside the sandbox; relative paths start here."""
+        return WORKSPACE
+
+    @abstractmethod
+    def info(self) -> SandboxInfo:
+        """Backend, image and which limits are really enforced."""
+
+    def reset(self, fixture: Fixture) -> None:
+        """Replace the workspace with a fresh copy of `fixture` and restart the shell.
+
+        No sandbox process runs while the workspace is rebuilt, so nothing can race the
+        host-side writes. Raises SandboxStartError if the shell cannot be restarted and
+        FixtureError (from `agentbench.sandbox.fixture`) for a malformed fixture.
+        """
+        self._stop_processes()
+        materialize(fixture, self.workspace_host_path, self.accounts)
+        self._start_processes()
+
+    # -- commands --------------------------------------------------------------------------
+    @abstractmethod
+    def exec(
+        self, command: str, *, timeout: float | None = None, output_limit: int | None = None
+    ) -> ExecResult:
+        """Run `command` in the sandbox's shell (cwd and variables persist between calls).
+
+        The command's stdin is /dev/null. On timeout its process tree is killed, the shell is
+        restarted in the last known working directory, and `timed_out` is set. Raises
+        SandboxError only if the shell cannot be brought back.
+        """
+
+    # -- state -----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Paths, kinds, sizes, modes, owners, ACLs and content hashes of the workspace."""
+        return take_snapshot(self.workspace_host_path, self.accounts)
+
+    # -- file helpers (run inside the sandbox) ------------------------------------------------
+    def read_file(self, path: str) -> bytes:
+        """Bytes of a regular file. Raises SandboxFileError (missing, directory, over the cap)."""
+        limit = self.config.file_read_limit_bytes
+        q = shlex.quote(path)
+        script = (
+            f"if [ -d {q} ]; then echo 'is a directory' >&2; exit 21; fi; "
+            f"if [ ! -e {q} ]; then echo 'no such file' >&2; exit 2; fi; "
+            f"if [ ! -f {q} ]; then echo 'not a regular file' >&2; exit 22; fi; "
+            f"n=$(stat -c %s -- {q}) || exit 13; "
+            f"if [ \"$n\" -gt {limit} ]; then echo \"file is $n bytes, over the {limit} byte cap\""
+            f" >&2; exit 27; fi; base64 -w0 -- {q}"
+        )
+        result = self._run_helper(script, output_limit=limit * 2 + 64)
+        return base64.b64decode(result.stdout.strip())
+
+    def write_file(self, path: str, data: bytes, *, append: bool = False) -> None:
+        """Write (or append) bytes to a file; parent directories must exist."""
+        if len(data) > self.config.file_write_limit_bytes:
+            raise SandboxFileError(
+                f"content is {len(data)} bytes, over the {self.config.file_write_limit_bytes}"
+                " byte cap"
+            )
+        q = shlex.quote(path)
+        payload = base64.b64encode(data).decode()
+        redirect = ">>" if append else ">"
+        script = (
+            f"if [ -d {q} ]; then echo 'is a directory' >&2; exit 21; fi; "
+            f"printf '%s' {payload} | base64 -d {redirect} {q}"
+        )
+        self._run_helper(script)
+
+    def list_dir(self, path: str = ".") -> list[DirEntry]:
+        """Entries of a directory, sorted by name."""
+        q = shlex.quote(path)
+        script = (
+            f"if [ ! -d {q} ]; then echo 'not a directory' >&2; exit 20; fi; "
+            f"find {q} -mindepth 1 -maxdepth 1 -printf '%y %s %P\\0'"
+        )
+        result = self._run_helper(script, output_limit=self.config.file_read_limit_bytes)
+        kinds = {"f": "file", "d": "dir", "l": "symlink"}
+        entries = []
+        for record in result.stdout.split("\0"):
+            if not record:
+                continue
+            kind, size, name = record.split(" ", 2)
+            entries.append(DirEntry(name=name, kind=kinds.get(kind, "other"), size=int(size)))
+        return sorted(entries, key=lambda e: e.name)
+
+    def _run_helper(self, script: str, output_limit: int | None = None) -> ExecResult:
+        # A subshell keeps the helper's `exit` and `cd` from touching the persistent shell; paths
+        # are relative to the workspace whatever directory the agent has moved to.
+        workspace = shlex.quote(self.workspace_path)
+        result = self.exec(f"( cd -- {workspace} && {{ {script}; }} )", output_limit=output_limit)
+        if result.timed_out:
+            raise SandboxFileError("the file operation timed out")
+        if result.exit_code != 0:
+            message = result.stderr.strip().splitlines()
+            raise SandboxFileError(message[-1] if message else f"failed ({result.exit_code})")
+        if result.stdout_truncated:
+            raise SandboxFileError("the result is larger than the cap")
+        return result
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
