@@ -39,7 +39,9 @@ class Accounts:
         try:
             return self.groups[name]
         except KeyError:
-            raise KeyError(f"unknown sandbox group {name!r}; known: {sorted(self.groups)}") from None
+            raise KeyError(
+                f"unknown sandbox group {name!r}; known: {sorted(self.groups)}"
+            ) from None
 
     def user_name(self, uid: int) -> str:
         return self._user_names.get(uid, str(uid))

@@ -195,7 +195,7 @@ class Sandbox(ABC):
             f"if [ ! -e {q} ]; then echo 'no such file' >&2; exit 2; fi; "
             f"if [ ! -f {q} ]; then echo 'not a regular file' >&2; exit 22; fi; "
             f"n=$(stat -c %s -- {q}) || exit 13; "
-            f"if [ \"$n\" -gt {limit} ]; then echo \"file is $n bytes, over the {limit} byte cap\""
+            f'if [ "$n" -gt {limit} ]; then echo "file is $n bytes, over the {limit} byte cap"'
             f" >&2; exit 27; fi; base64 -w0 -- {q}"
         )
         result = self._run_helper(script, output_limit=limit * 2 + 64)

@@ -14,6 +14,7 @@ or ends the shell (`exit`, `exec`) gets the whole sandbox process tree killed by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import selectors
@@ -166,7 +167,7 @@ class PersistentShell:
         marker = b"\n" + nonce + b" "
         line = (
             "{ eval " + shlex.quote(command.replace("\0", "")) + "; } </dev/null; __ab_rc=$?; "
-            f"builtin printf '\\n%s %s %s\\n' {nonce.decode()} \"$__ab_rc\" \"${{PWD@Q}}\"; "
+            f'builtin printf \'\\n%s %s %s\\n\' {nonce.decode()} "$__ab_rc" "${{PWD@Q}}"; '
             f"builtin printf '\\n%s \\n' {nonce.decode()} >&2\n"
         )
         out, err = _Stream.new(output_limit, marker), _Stream.new(output_limit, marker)
@@ -245,10 +246,8 @@ class PersistentShell:
 
 
 def _kill_process_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _unquote_dir(quoted: str) -> str | None:

@@ -154,9 +154,7 @@ def _hash_and_acl(name: str, dirfd: int, listed: os.stat_result) -> tuple[str | 
         return None, None  # only when not running as root
     try:
         st = os.fstat(fd)
-        if (st.st_ino, st.st_dev) != (listed.st_ino, listed.st_dev) or not stat.S_ISREG(
-            st.st_mode
-        ):
+        if (st.st_ino, st.st_dev) != (listed.st_ino, listed.st_dev) or not stat.S_ISREG(st.st_mode):
             return None, None  # replaced between stat and open
         hasher = hashlib.sha256()
         remaining = HASH_LIMIT_BYTES
