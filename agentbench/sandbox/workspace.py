@@ -1,0 +1,50 @@
+"""The host side of a sandbox workspace: a directory with a size quota.
+
+As root, the workspace is its own tmpfs mount of `size_mb`, so an agent that fills the disk fills
+only its quota (and tmpfs keeps POSIX ACLs, which permission tasks need). Without root it is a
+plain temporary directory and the quota is not enforced; `quota_enforced` says which.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from agentbench.sandbox.base import SandboxStartError
+
+
+class HostWorkspace:
+    def __init__(self, size_mb: int, prefix: str = "agentbench-"):
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.path = self.root / "workspace"
+        self.path.mkdir()
+        self.quota_enforced = False
+        if os.geteuid() == 0:
+            proc = subprocess.run(
+                [
+                    "mount",
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    f"size={size_mb}m,mode=0755",
+                    "tmpfs",
+                    str(self.path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                self.close()
+                raise SandboxStartError(f"cannot mount the workspace tmpfs: {proc.stderr.strip()}")
+            self.quota_enforced = True
+
+    def close(self) -> None:
+        """Unmount and remove. Safe to call twice."""
+        if self.quota_enforced:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True, check=False)
+            self.quota_enforced = False
+        shutil.rmtree(self.root, ignore_errors=True)
