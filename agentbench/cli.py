@@ -1,0 +1,94 @@
+"""The `agentbench` command line: a thin layer over the library API."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from agentbench import __version__
+from agentbench.envs.cli import app as envs_app
+from agentbench.tasks.cli import app as tasks_app
+
+console = Console()
+app = typer.Typer(
+    name="agentbench",
+    help="A benchmark harness for subliminal learning in agentic tool use.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+sandbox_app = typer.Typer(help="Build and inspect the sandboxes agents run in.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(bench_app, name="bench")
+app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium).")
+app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
+
+
+@app.command()
+def version() -> None:
+    """Print the agentbench version."""
+    console.print(__version__)
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    docker: bool = typer.Option(False, "--docker", help="Also import the Docker image."),
+    mirror: str | None = typer.Option(None, help="Debian mirror for debootstrap."),
+) -> None:
+    """Build the sandbox root file system (and the Docker image) from Debian packages."""
+    from agentbench.sandbox.rootfs import RootfsError, ensure_rootfs
+
+    try:
+        root = ensure_rootfs(mirror=mirror)
+    except RootfsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"root file system: {root}")
+    if docker:
+        from agentbench.sandbox.image import ensure_image
+
+        console.print(f"docker image: {ensure_image()}")
+
+
+@sandbox_app.command("info")
+def sandbox_info(
+    backend: str = typer.Option("bwrap", help="Sandbox backend: bwrap, docker, local."),
+    unsafe_local: bool = typer.Option(False, help="Allow the unisolated 'local' backend."),
+) -> None:
+    """Start a sandbox, print what it enforces and what it looks like from inside."""
+    from agentbench.sandbox import SandboxStartError, make_sandbox
+
+    kwargs = {"allow_unsafe": True} if backend == "local" and unsafe_local else {}
+    try:
+        with make_sandbox(backend, **kwargs) as sandbox:
+            info = sandbox.info()
+            console.print(f"backend: {info.backend}  image: {info.image}")
+            for limit, enforced in sorted(info.limits_enforced.items()):
+                mark = "[green]yes[/green]" if enforced else "[yellow]no[/yellow]"
+                console.print(f"  {limit:<12} enforced: {mark}")
+            result = sandbox.exec("id; hostname; ls /; getent group analysts")
+            console.print(result.stdout)
+    except (SandboxStartError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@bench_app.command("sandbox")
+def bench_sandbox(
+    backends: str = typer.Option("bwrap,docker,local", help="Comma-separated backends."),
+    steps: int = typer.Option(200, min=10, help="Commands timed per backend."),
+    resets: int = typer.Option(30, min=3, help="Episode resets timed per backend."),
+) -> None:
+    """Per-step latency, reset time and snapshot time of each sandbox backend."""
+    from agentbench.bench.sandbox import render, run_sandbox_bench
+
+    result = run_sandbox_bench([b.strip() for b in backends.split(",") if b.strip()], steps, resets)
+    console.print(render(result))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up agentbench on a fresh Debian/Ubuntu machine: system packages, the venv, the sandbox
+# root file system, and (with --docker) a running Docker daemon plus the locally built image.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_docker=0
+for arg in "$@"; do
+  case "$arg" in
+    --docker) want_docker=1 ;;
+    *) echo "usage: $0 [--docker]" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+for tool in bwrap:bubblewrap debootstrap:debootstrap setfacl:acl; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
+done
+if ((${#need[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${need[*]} (install them as root)" >&2; exit 1
+  fi
+  echo "== apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== installing agentbench into .venv"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev,docker,stats]"
+
+echo "== sandbox root file system"
+.venv/bin/agentbench sandbox build
+
+if [ "$want_docker" = 1 ]; then
+  echo "== docker"
+  bash .ci/docker-setup.sh
+fi
+echo "== setup done"
