@@ -96,6 +96,13 @@ class Fixture(BaseModel):
             total += len(entry.text or "") + len(entry.data_b64 or "")
         if total > MAX_FIXTURE_BYTES:
             raise ValueError(f"fixture content is over {MAX_FIXTURE_BYTES} bytes")
+        # Only directories can have children; anything under a file or symlink entry would
+        # collide with it on disk (or be written through the link).
+        leaves = {e.path for e in self.entries if e.kind != "dir"}
+        for entry in self.entries:
+            for parent in PurePosixPath(entry.path).parents:
+                if str(parent) in leaves:
+                    raise ValueError(f"{entry.path!r} lies under {str(parent)!r}, not a directory")
         return self
 
     def digest(self) -> str:

@@ -57,6 +57,8 @@ def ensure_rootfs(mirror: str | None = None) -> Path:
     """Return the built root file system, building it first if needed (root only, ~40 s)."""
     target = rootfs_path()
     if (target / ".agentbench-rootfs").is_file():
+        if target.stat().st_mode & 0o755 != 0o755 and os.geteuid() == 0:
+            target.chmod(0o755)  # roots built before the fix below kept mkdtemp's 0o700
         return target
     return build_rootfs(target, mirror=mirror)
 
@@ -68,6 +70,7 @@ def build_rootfs(target: Path, mirror: str | None = None) -> Path:
         raise RootfsError("debootstrap is not installed (apt-get install debootstrap)")
     mirror = mirror or os.environ.get("AGENTBENCH_DEBIAN_MIRROR") or _apt_mirror()
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    staging.chmod(0o755)  # it becomes `/`: mkdtemp's 0o700 would lock every non-root user out
     try:
         cmd = [
             "debootstrap",

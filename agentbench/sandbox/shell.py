@@ -3,13 +3,15 @@
 Spawning a process (or a `docker exec`) per step costs 3-80 ms; writing to a shell that is
 already running costs about 2 ms. The framing:
 
-    { eval '<command>'; } </dev/null; __ab_rc=$?; printf '\\n<nonce> rc cwd\\n'; printf ... >&2
+    builtin true; { eval '<command>'; } </dev/null; __ab_rc=$?;
+    printf '\\n<nonce> rc cwd\\n'; printf ... >&2
 
-is sent as one logical line, so bash has parsed the sentinel before the command runs, and the
-command reads /dev/null, so it cannot swallow the framing. The nonce is fresh per command and
-never enters the command's environment. A command that outlives its time limit, floods output
-or ends the shell (`exit`, `exec`) gets the whole sandbox process tree killed by the backend's
-`kill` callback; the shell is then restarted in the last working directory it reported.
+is sent as one logical line (wrapped here), so bash has parsed the sentinel before the command
+runs, and the command reads /dev/null, so it cannot swallow the framing. The nonce is fresh per
+command and never enters the command's environment. A command that outlives its time limit,
+floods output or ends the shell (`exit`, `exec`) gets the whole sandbox process tree killed by
+the backend's `kill` callback; the shell is then restarted in the last working directory it
+reported.
 """
 
 from __future__ import annotations
@@ -165,8 +167,13 @@ class PersistentShell:
         assert proc is not None and proc.stdin and proc.stdout and proc.stderr
         nonce = secrets.token_hex(16).encode()
         marker = b"\n" + nonce + b" "
+        # The leading `builtin true;`: after an eval ends in a quoting error ("unexpected EOF
+        # while looking for matching `''"), bash 5.2 fails to see the next line's first word as a
+        # reserved word, so a line starting with `{` would be a syntax error that ends the shell.
         line = (
-            "{ eval " + shlex.quote(command.replace("\0", "")) + "; } </dev/null; __ab_rc=$?; "
+            "builtin true; { eval "
+            + shlex.quote(command.replace("\0", ""))
+            + "; } </dev/null; __ab_rc=$?; "
             f'builtin printf \'\\n%s %s %s\\n\' {nonce.decode()} "$__ab_rc" "${{PWD@Q}}"; '
             f"builtin printf '\\n%s \\n' {nonce.decode()} >&2\n"
         )
@@ -175,7 +182,8 @@ class PersistentShell:
         deadline = started + timeout
         timed_out = flooded = shell_died = False
         try:
-            proc.stdin.write(line.encode())
+            # A lone surrogate (JSON allows "\ud800") cannot be UTF-8; it becomes "?".
+            proc.stdin.write(line.encode("utf-8", errors="replace"))
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             shell_died = True

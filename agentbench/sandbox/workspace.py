@@ -23,13 +23,15 @@ class HostWorkspace:
         self.path.mkdir()
         self.quota_enforced = False
         if os.geteuid() == 0:
+            # nosuid,nodev: root in the sandbox writes here; nothing it leaves may act as a
+            # setuid program or a device node on the host.
             proc = subprocess.run(
                 [
                     "mount",
                     "-t",
                     "tmpfs",
                     "-o",
-                    f"size={size_mb}m,mode=0755",
+                    f"size={size_mb}m,mode=0755,nosuid,nodev",
                     "tmpfs",
                     str(self.path),
                 ],
