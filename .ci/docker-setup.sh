@@ -42,12 +42,24 @@ else
             rm -f "$pidfile"
         fi
     done
-    say "starting dockerd (log: $LOG)"
+    # Sandboxes use --network none only, so a machine without iptables (a CI container) can
+    # run a daemon with no bridge and no NAT rules. Extra flags: AGENTBENCH_DOCKERD_ARGS.
+    read -r -a args <<<"${AGENTBENCH_DOCKERD_ARGS:-}"
+    if ! command -v iptables >/dev/null 2>&1; then
+        args+=(--iptables=false --ip-masq=false --bridge=none)
+    fi
+    say "starting dockerd ${args[*]} (log: $LOG)"
     mkdir -p "$(dirname "$LOG")"
     # setsid + nohup: the daemon must outlive this script and the CI step that ran it.
-    setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
+    setsid nohup dockerd "${args[@]}" >>"$LOG" 2>&1 </dev/null &
+    pid=$!
     waited=0
     until daemon_answers; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "dockerd exited; last lines of $LOG:"
+            tail -n 40 "$LOG" >&2 || true
+            exit 1
+        fi
         if [ "$waited" -ge "$WAIT" ]; then
             say "dockerd did not answer within ${WAIT}s; last lines of $LOG:"
             tail -n 40 "$LOG" >&2 || true
