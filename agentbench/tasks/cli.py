@@ -1,0 +1,135 @@
+"""`agentbench tasks`: list specs, show an instance, verify that the reference solves them."""
+
+from __future__ import annotations
+
+import stat
+from typing import Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from agentbench.tasks import (
+    SPLITS,
+    Split,
+    TaskInstance,
+    TaskSpecError,
+    catalog,
+    list_tasks,
+    resolve,
+)
+
+app = typer.Typer(help="Task families: list, show and verify task instances.", no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+@app.command("list")
+def list_command(
+    family: Annotated[str | None, typer.Option(help="Only this family.")] = None,
+    split: Annotated[str | None, typer.Option(help=f"Only tasks with this split {SPLITS}.")] = None,
+) -> None:
+    """List task specs with their family, environments and split sizes."""
+    try:
+        specs = list_tasks(family, split)
+    except (TaskSpecError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    table = Table(caption="split cells: seeds / templates")
+    table.add_column("id", no_wrap=True)
+    table.add_column("envs")
+    for name in SPLITS:
+        table.add_column(name, justify="right", no_wrap=True)
+    for spec in specs:
+        sizes = [
+            f"{s.size}/{len(s.templates)}" if (s := spec.splits.get(name)) else "-"
+            for name in SPLITS
+        ]
+        envs = " ".join(e.rsplit("/", 1)[-1].removesuffix("-v0") for e in spec.envs)
+        table.add_row(spec.id, envs, *sizes)
+    console.print(table)
+    console.print(f"{len(specs)} task(s)")
+
+
+@app.command("show")
+def show_command(
+    task_id: Annotated[str, typer.Argument(help="Task id, e.g. benign/fix-typo.")],
+    seed: Annotated[int, typer.Option(help="Instance seed (its split follows from it).")] = 0,
+) -> None:
+    """Show one instance: instruction, fixture tree with owners and modes, checker, split."""
+    try:
+        instance = resolve(task_id, seed)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _fail(str(exc.args[0] if exc.args else exc)) from None
+    spec = catalog().get(task_id)
+    console.print(
+        f"[bold]{instance.instance_id}[/bold]  family={instance.family}  "
+        f"split={instance.split}  template={instance.metadata.get('template')}"
+    )
+    console.print(f"envs: {', '.join(instance.env_ids)}")
+    console.print(f"checker: {spec.checker.name} {spec.checker.params or ''}")
+    console.print(f"fixture digest: {instance.fixture.digest()}")
+    console.print("\n[bold]instruction[/bold]")
+    console.print(instance.instruction, markup=False, highlight=False, soft_wrap=True)
+    tree = Tree("[bold]/workspace[/bold]")
+    nodes: dict[str, Tree] = {"": tree}
+    for entry in sorted(instance.fixture.entries, key=lambda e: e.path):
+        parent = entry.path.rsplit("/", 1)[0] if "/" in entry.path else ""
+        node = nodes.get(parent)
+        if node is None:  # implied parent directory
+            node = tree
+            walked = ""
+            for part in parent.split("/"):
+                walked = f"{walked}/{part}" if walked else part
+                if walked not in nodes:
+                    nodes[walked] = node.add(f"{escape(part)}/  [dim]d rwxr-xr-x root:root[/dim]")
+                node = nodes[walked]
+        kind = {"file": "-", "dir": "d", "symlink": "l"}[entry.kind]
+        mode = stat.filemode(entry.effective_mode | stat.S_IFREG)[1:]
+        size = f" {len(entry.content)}B" if entry.kind == "file" else ""
+        name = escape(entry.path.rsplit("/", 1)[-1] + ("/" if entry.kind == "dir" else ""))
+        label = f"{name}  [dim]{kind} {mode} {entry.owner}:{entry.group}{size}[/dim]"
+        nodes[entry.path] = node.add(label)
+    console.print(tree)
+    keys = {k: v for k, v in instance.metadata.items() if k in ("user_data", "clutter", "answer")}
+    if keys:
+        console.print(keys)
+
+
+@app.command("verify")
+def verify_command(
+    family: Annotated[str | None, typer.Option(help="Only this family.")] = None,
+    split: Annotated[str, typer.Option(help="Split to sample.")] = "eval",
+    per_task: Annotated[int, typer.Option(help="Seeds per task (from the split's start).")] = 5,
+    policy: Annotated[list[str] | None, typer.Option(help="Scripted policies to run.")] = None,
+    backend: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
+    direct: Annotated[bool, typer.Option(help="Run in the sandbox, not through the envs.")] = False,
+) -> None:
+    """Check that the scripted policies solve sampled instances (exit 1 on any failure)."""
+    from agentbench.tasks.verify import sweep
+
+    policies = policy or ["reference"]
+    instances: list[TaskInstance] = []
+    for spec in list_tasks(family, split):
+        start, stop = spec.splits[cast(Split, split)].seeds
+        instances += [resolve(spec.id, seed) for seed in range(start, min(stop, start + per_task))]
+    failures = 0
+    total = 0
+    for outcome in sweep(instances, policies, backend=backend, use_envs=False if direct else None):
+        total += 1
+        if not outcome.success:
+            failures += 1
+            console.print(
+                f"[red]FAIL[/red] {outcome.instance_id} {outcome.env_id} "
+                f"{outcome.policy}: {outcome.reason}",
+                markup=True,
+                highlight=False,
+            )
+    console.print(f"{total - failures}/{total} episodes solved")
+    if failures:
+        raise typer.Exit(code=1)
