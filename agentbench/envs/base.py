@@ -326,6 +326,9 @@ class AgentEnv(gym.Env[str, str], ABC):
     def _finish(self, termination: str, answer: str | None) -> tuple[float, dict[str, Any]]:
         assert self._task is not None and self._sandbox is not None and self._initial is not None
         self._done = True
+        # A fresh shell first: nothing the agent left running or redefined (jobs, functions,
+        # PATH) may change the final state or fool the checker's commands.
+        self._sandbox.restart_shell()
         final = self._sandbox.snapshot()
         context = CheckContext(
             initial=self._initial, final=final, answer=answer, sandbox=self._sandbox

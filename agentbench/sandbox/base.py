@@ -44,6 +44,8 @@ from agentbench.sandbox.snapshot import Snapshot, take_snapshot
 
 WORKSPACE = "/workspace"
 """Where the workspace appears inside every sandbox."""
+_HELPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""File helpers set their own PATH: an agent's `export PATH=...` must not break them."""
 
 
 class SandboxStartError(RuntimeError):
@@ -168,6 +170,19 @@ class Sandbox(ABC):
         materialize(fixture, self.workspace_host_path, self.accounts)
         self._start_processes()
 
+    def restart_shell(self) -> None:
+        """Kill everything running in the sandbox and start a fresh shell at the workspace root.
+
+        The workspace is kept. Environments call this before checking an episode, so nothing the
+        agent left behind (background jobs, shell functions, a changed PATH) can interfere with
+        the final snapshot or the checker's commands. Raises SandboxError if it cannot.
+        """
+        self._stop_processes()
+        try:
+            self._start_processes()
+        except SandboxStartError as exc:
+            raise SandboxError(f"the sandbox shell could not be restarted: {exc}") from exc
+
     # -- commands --------------------------------------------------------------------------
     @abstractmethod
     def exec(
@@ -238,7 +253,10 @@ class Sandbox(ABC):
         # A subshell keeps the helper's `exit` and `cd` from touching the persistent shell; paths
         # are relative to the workspace whatever directory the agent has moved to.
         workspace = shlex.quote(self.workspace_path)
-        result = self.exec(f"( cd -- {workspace} && {{ {script}; }} )", output_limit=output_limit)
+        result = self.exec(
+            f"( PATH={_HELPER_PATH}; cd -- {workspace} && {{ {script}; }} )",
+            output_limit=output_limit,
+        )
         if result.timed_out:
             raise SandboxFileError("the file operation timed out")
         if result.exit_code != 0:
