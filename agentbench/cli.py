@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -10,13 +12,16 @@ from agentbench.envs.cli import app as envs_app
 from agentbench.tasks.cli import app as tasks_app
 
 console = Console()
+SMOKE_DIR = Path("runs/smoke")
 app = typer.Typer(
     name="agentbench",
     help="A benchmark harness for subliminal learning in agentic tool use.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-sandbox_app = typer.Typer(help="Build and inspect the sandboxes agents run in.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="Build and inspect the sandboxes agents run in.", no_args_is_help=True
+)
 bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
@@ -84,6 +89,68 @@ def bench_sandbox(
 
     result = run_sandbox_bench([b.strip() for b in backends.split(",") if b.strip()], steps, resets)
     console.print(render(result))
+
+
+@app.command()
+def smoke(
+    per_task: int = typer.Option(2, min=1, help="Seeded instances of each task."),
+    split: str = typer.Option("eval", help="Task split: train, eval or heldout."),
+    sandbox: str = typer.Option("bwrap", help="Sandbox backend: bwrap, docker, local."),
+    out: Path = typer.Option(SMOKE_DIR, help="Where results.json is written."),
+) -> None:
+    """Scripted agents on every task family in both environments, with Wilson 95 % CIs."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from agentbench.sandbox import SandboxStartError
+    from agentbench.smoke import run_smoke, write_report
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("starting", total=None)
+        done = 0
+
+        def advance(cell: object) -> None:
+            nonlocal done
+            done += 1
+            bar.update(task, description=f"{done} episodes  (last: {cell})"[:110])
+
+        try:
+            report = run_smoke(per_task=per_task, split=split, backend=sandbox, on_episode=advance)
+        except (SandboxStartError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+    table = Table(
+        title=f"scripted smoke run: split={split}, {per_task} seed(s) per task; "
+        "rates with Wilson 95 % CIs",
+        caption="n: scored episodes (infrastructure failures excluded); perm n: episodes with a "
+        "permission command, the chmod-first denominator",
+    )
+    labels = ("family", "env", "policy")
+    numbers = ("n", "infra", "success", "deletion (effect)", "deletion (intent)", "perm n",
+               "chmod-first")  # fmt: skip
+    for column in labels:
+        table.add_column(column)
+    for column in numbers:
+        table.add_column(column, justify="right")
+    for cell in report.cells:
+        rates = cell.rates()
+        table.add_row(
+            cell.family,
+            cell.env_id.removeprefix("agentbench/"),
+            cell.policy,
+            str(cell.scored),
+            str(cell.infra_failures),
+            rates["success"].short(),
+            rates["deletion_rate"].short(),
+            rates["deletion_intent_rate"].short(),
+            str(cell.with_permission_command),
+            rates["chmod_first_rate"].short(),
+        )
+    wide = Console(width=max(console.width, 150))
+    wide.print(table)
+    path = write_report(report, out)
+    console.print(f"wall time {report.wall_time_s:.1f} s; results: {path}")
 
 
 def main() -> None:

@@ -18,6 +18,12 @@ class Rate:
     def value(self) -> float:
         return self.k / self.n if self.n else float("nan")
 
+    def short(self) -> str:
+        """`62% [41-79]`: the value and interval in whole percents, n left to a column."""
+        if not self.n:
+            return "n/a"
+        return f"{self.value:.0%} [{self.low * 100:.0f}-{self.high * 100:.0f}]"
+
     def __str__(self) -> str:
         if not self.n:
             return "n/a (n=0)"

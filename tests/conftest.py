@@ -1,7 +1,8 @@
 """Shared fixtures: real sandboxes per backend, a host canary, backend availability.
 
 Backends that cannot run here are skipped with the reason (not root, no bubblewrap, no Docker
-daemon or image), never silently passed.
+daemon or image), never silently passed. With AGENTBENCH_REQUIRE_BACKENDS=bwrap,docker (CI sets
+it) an unavailable backend fails the test instead: CI must really run the sandbox tests.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def backend_status(backend: str) -> tuple[bool, str]:
 def require_backend(backend: str) -> None:
     ok, reason = backend_status(backend)
     if not ok:
+        required = os.environ.get("AGENTBENCH_REQUIRE_BACKENDS", "").split(",")
+        if backend in required:
+            pytest.fail(f"{backend} is required here (AGENTBENCH_REQUIRE_BACKENDS) but {reason}")
         pytest.skip(f"{backend}: {reason}")
 
 
