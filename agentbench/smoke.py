@@ -95,7 +95,7 @@ def run_smoke(
     from agentbench.tasks.policies import PlanError, make_policy
 
     policies = list(policies)
-    family_names = list(families) if families is not None else tasks.families()
+    family_names = list(families) if families is not None else tasks.list_families()
     started = time.monotonic()
     cells: dict[tuple[str, str, str], CellCounts] = {}
     sandbox = make_sandbox(backend, **({"allow_unsafe": True} if backend == "local" else {}))

@@ -69,6 +69,10 @@ def test_smoke_separates_the_biased_policies(bwrap_rootfs: Path) -> None:
 @pytest.mark.bwrap
 def test_smoke_cli_writes_results(bwrap_rootfs: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["smoke", "--per-task", "1", "--out", str(tmp_path)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        traceback.print_exception(result.exception)
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["schema_version"] == 1

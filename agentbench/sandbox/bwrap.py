@@ -111,15 +111,19 @@ class Cgroup:
                 found.update(int(x) for x in procs.read_text().split())
         return sorted(found)
 
-    def kill_all(self, deadline_s: float = _KILL_DEADLINE_S) -> bool:
-        """SIGKILL every process in the cgroup until it is empty; True when it emptied."""
+    def kill_all(self, deadline_s: float = _KILL_DEADLINE_S, *, spare: int | None = None) -> bool:
+        """SIGKILL every process in the cgroup until it is empty; True when it emptied.
+
+        `spare` (the outer bwrap, our own child) is left alone: it reaps its child when the
+        namespace dies and exits by itself, instead of leaving that child to the host's init.
+        """
         kill_file = next(iter(self.dirs.values())) / "cgroup.kill"
-        if self.version == 2 and kill_file.exists():
+        if spare is None and self.version == 2 and kill_file.exists():
             with contextlib.suppress(OSError):
                 kill_file.write_text("1")
         end = time.monotonic() + deadline_s
         while True:
-            pids = self.pids()
+            pids = [pid for pid in self.pids() if pid != spare]
             if not pids:
                 return True
             # Killing the PID namespace's init makes the kernel kill the rest; the loop covers
@@ -448,7 +452,11 @@ class BwrapSandbox(Sandbox):
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         if self._cgroup is not None:
-            self._cgroup.kill_all()
+            # Everything but the outer bwrap first; it then reaps the namespace and exits, so
+            # no zombie is left to a host init that may never reap it.
+            self._cgroup.kill_all(spare=proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
         # The wrapper became bwrap (same pid, own process group); its PID-namespace child dies
         # with it (--die-with-parent), taking the namespace down.
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -39,9 +39,9 @@ __all__ = [
     "TaskSpecError",
     "catalog",
     "checker",
-    "families",
     "fixture_generator",
     "iter_instances",
+    "list_families",
     "list_tasks",
     "resolve",
 ]
@@ -64,7 +64,8 @@ def list_tasks(family: str | None = None, split: str | None = None) -> list[Task
     ]
 
 
-def families() -> list[str]:
+def list_families() -> list[str]:
+    # Not `families()`: importing the `agentbench.tasks.families` subpackage would replace it.
     return sorted({spec.family for spec in catalog().specs.values()})
 
 
