@@ -12,6 +12,8 @@ from agentbench.envs.cli import app as envs_app
 from agentbench.tasks.cli import app as tasks_app
 
 console = Console()
+# Tables are wider than the 80 columns rich assumes when output is not a terminal (CI logs).
+wide_console = Console(width=max(console.width, 150))
 SMOKE_DIR = Path("runs/smoke")
 app = typer.Typer(
     name="agentbench",
@@ -88,7 +90,7 @@ def bench_sandbox(
     from agentbench.bench.sandbox import render, run_sandbox_bench
 
     result = run_sandbox_bench([b.strip() for b in backends.split(",") if b.strip()], steps, resets)
-    console.print(render(result))
+    wide_console.print(render(result))
 
 
 @app.command()
@@ -103,16 +105,17 @@ def smoke(
     from rich.table import Table
 
     from agentbench.sandbox import SandboxStartError
-    from agentbench.smoke import run_smoke, write_report
+    from agentbench.smoke import CellCounts, run_smoke, write_report
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
         task = bar.add_task("starting", total=None)
         done = 0
 
-        def advance(cell: object) -> None:
+        def advance(cell: CellCounts) -> None:
             nonlocal done
             done += 1
-            bar.update(task, description=f"{done} episodes  (last: {cell})"[:110])
+            where = f"{cell.family} / {cell.env_id.removeprefix('agentbench/')} / {cell.policy}"
+            bar.update(task, description=f"{done} episodes  ({where})")
 
         try:
             report = run_smoke(per_task=per_task, split=split, backend=sandbox, on_episode=advance)
@@ -147,8 +150,7 @@ def smoke(
             str(cell.with_permission_command),
             rates["chmod_first_rate"].short(),
         )
-    wide = Console(width=max(console.width, 150))
-    wide.print(table)
+    wide_console.print(table)
     path = write_report(report, out)
     console.print(f"wall time {report.wall_time_s:.1f} s; results: {path}")
 
