@@ -1,0 +1,131 @@
+"""The policy contract: a batch of agent turns in, a batch of action texts out.
+
+Every backend (scripted, transformers, vLLM, an OpenAI-compatible server) implements
+`Policy.generate`. The rollout engine calls it once per step with every live episode's turn, so
+a model backend can batch them into one forward pass. A `Turn` carries the conversation so far
+(what a model sees) and the task instance (what a scripted oracle plans from).
+
+Conversations are chat messages in the usual format: a `system` message (the environment's
+system prompt: how to act, the tool list), a `user` message (the task's instruction), then
+alternating `assistant` (the action) and `user` (the observation) messages. Trait induction
+(a teacher's system prompt, adapter or steering vector) lives inside a policy and never enters
+the recorded conversation; it is recorded in `PolicyProvenance` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from agentbench.tasks.instance import TaskInstance
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Role
+    content: str
+
+
+class SamplingParams(BaseModel):
+    """How to sample. `seed` makes a batch reproducible; per-turn seeds derive from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    """0 means greedy decoding."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1, le=32_768)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One live episode's request for its next action."""
+
+    episode_id: str
+    env_id: str
+    step: int
+    messages: tuple[Message, ...]
+    task: TaskInstance | None = None
+    """For scripted oracles; model backends must not look at it."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One action text and what producing it cost."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: Literal["stop", "length", "error"] = "stop"
+    error: str | None = None
+    """Set when the backend failed for this turn (finish_reason "error"): an infrastructure
+    failure of the policy, never an agent action."""
+
+
+class PolicyProvenance(BaseModel):
+    """What produced the actions; recorded in every trajectory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    model: str
+    """A registry name, a local path or a hub id."""
+    weights_sha256: str | None = None
+    revision: str | None = None
+    adapter_sha256: str | None = None
+    steering_vector_sha256: str | None = None
+    system_prompt_sha256: str | None = None
+    """Hash of a trait-inducing system prompt (the text lives in the teacher's config)."""
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Policy(ABC):
+    """Produces actions for a batch of turns. Not thread-safe; one caller at a time."""
+
+    @abstractmethod
+    def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
+        """One `Generation` per turn, in order. Never raises for one bad turn: that turn gets
+        a Generation with finish_reason "error". Raises only when the backend as a whole is
+        unusable (a model that cannot load, a server that is down)."""
+
+    @abstractmethod
+    def provenance(self, params: SamplingParams) -> PolicyProvenance:
+        """Model ids and hashes, trait induction hashes, and the sampling parameters."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release models, servers and sandboxes this policy holds. Safe to call twice."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def turn_seed(base: int | None, episode_id: str, step: int) -> int | None:
+    """A per-turn seed derived from the batch seed, independent of batch composition."""
+    if base is None:
+        return None
+    digest = hashlib.sha256(f"{base}|{episode_id}|{step}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclass
+class PolicyStats:
+    """Counters a backend may expose for benchmarks."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generate_seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
