@@ -18,8 +18,8 @@ from conftest import require_backend
 
 PYPROJECT = """\
 [build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
+requires = ["hatchling"]
+build-backend = "hatchling.build"
 
 [project]
 name = "tinyfamily"
@@ -28,11 +28,8 @@ version = "0.1"
 [project.entry-points."agentbench.tasks"]
 tiny = "tinyfamily"
 
-[tool.setuptools]
+[tool.hatch.build.targets.wheel]
 packages = ["tinyfamily"]
-
-[tool.setuptools.package-data]
-tinyfamily = ["specs/*.yaml"]
 """
 
 MODULE = '''\
