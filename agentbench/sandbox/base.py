@@ -34,13 +34,16 @@ import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.fixture import Fixture, materialize
 from agentbench.sandbox.snapshot import Snapshot, take_snapshot
+
+if TYPE_CHECKING:
+    from agentbench.sandbox.shell import PersistentShell
 
 WORKSPACE = "/workspace"
 """Where the workspace appears inside every sandbox."""
@@ -194,6 +197,23 @@ class Sandbox(ABC):
         restarted in the last known working directory, and `timed_out` is set. Raises
         SandboxError only if the shell cannot be brought back.
         """
+
+    def _run_in_shell(
+        self,
+        shell: PersistentShell | None,
+        command: str,
+        timeout: float | None,
+        output_limit: int | None,
+    ) -> ExecResult:
+        """`exec` for backends built on a PersistentShell: the config's limits as defaults."""
+        if shell is None:
+            raise SandboxError("sandbox is not started")
+        return shell.run(
+            command,
+            timeout=timeout or self.config.command_timeout_s,
+            output_limit=output_limit or self.config.output_limit_bytes,
+            output_kill=self.config.output_kill_bytes,
+        )
 
     # -- state -----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:

@@ -345,14 +345,7 @@ class BwrapSandbox(Sandbox):
     def exec(
         self, command: str, *, timeout: float | None = None, output_limit: int | None = None
     ) -> ExecResult:
-        if self._shell is None:
-            raise SandboxError("sandbox is not started")
-        return self._shell.run(
-            command,
-            timeout=timeout or self.config.command_timeout_s,
-            output_limit=output_limit or self.config.output_limit_bytes,
-            output_kill=self.config.output_kill_bytes,
-        )
+        return self._run_in_shell(self._shell, command, timeout, output_limit)
 
     def info(self) -> SandboxInfo:
         version = bwrap_version()

@@ -229,12 +229,7 @@ class DockerSandbox(Sandbox):
         if episode is None:
             raise SandboxError("sandbox is not started")
         try:
-            return episode.shell.run(
-                command,
-                timeout=timeout or self.config.command_timeout_s,
-                output_limit=output_limit or self.config.output_limit_bytes,
-                output_kill=self.config.output_kill_bytes,
-            )
+            return self._run_in_shell(episode.shell, command, timeout, output_limit)
         except SandboxError as exc:
             raise SandboxError(f"{exc} [container {_state(episode.container)}]") from exc
 
