@@ -80,6 +80,25 @@ def sandbox_info(
         raise typer.Exit(1) from None
 
 
+@sandbox_app.command("clean")
+def sandbox_clean(
+    docker: bool = typer.Option(True, help="Also remove leftover Docker containers."),
+) -> None:
+    """Remove what killed runs left behind: workspace mounts and Docker containers."""
+    from agentbench.sandbox.workspace import remove_stale_workspaces
+
+    for path in remove_stale_workspaces():
+        console.print(f"removed workspace {path}")
+    if docker:
+        try:
+            from agentbench.sandbox.docker import remove_leftovers
+
+            for container_id in remove_leftovers():
+                console.print(f"removed container {container_id[:12]}")
+        except Exception as exc:  # no SDK, no daemon: nothing of Docker's to clean
+            console.print(f"docker: skipped ({type(exc).__name__}: {exc})")
+
+
 @bench_app.command("sandbox")
 def bench_sandbox(
     backends: str = typer.Option("bwrap,docker,local", help="Comma-separated backends."),

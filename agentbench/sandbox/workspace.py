@@ -3,11 +3,16 @@
 As root, the workspace is its own tmpfs mount of `size_mb`, so an agent that fills the disk fills
 only its quota (and tmpfs keeps POSIX ACLs, which permission tasks need). Without root it is a
 plain temporary directory and the quota is not enforced; `quota_enforced` says which.
+
+The folder's name carries the owning process id (`agentbench-[kind-]<pid>-<random>`), so that
+`remove_stale_workspaces()` can unmount and delete what a killed run left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -15,10 +20,12 @@ from pathlib import Path
 
 from agentbench.sandbox.base import SandboxStartError
 
+_STALE_NAME = re.compile(r"^agentbench-(?:[a-z]+-)?(\d+)-")
+
 
 class HostWorkspace:
     def __init__(self, size_mb: int, prefix: str = "agentbench-"):
-        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
         self.path = self.root / "workspace"
         self.path.mkdir()
         self.quota_enforced = False
@@ -50,3 +57,28 @@ class HostWorkspace:
             subprocess.run(["umount", "-l", str(self.path)], capture_output=True, check=False)
             self.quota_enforced = False
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_stale_workspaces(parent: Path | None = None) -> list[Path]:
+    """Unmount and delete workspaces whose owning process is gone; returns what was removed."""
+    parent = parent or Path(tempfile.gettempdir())
+    removed = []
+    for root in parent.glob("agentbench-*"):
+        match = _STALE_NAME.match(root.name)
+        if match is None or not (root / "workspace").is_dir() or _alive(int(match.group(1))):
+            continue
+        subprocess.run(["umount", "-l", str(root / "workspace")], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(root)
+            removed.append(root)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
