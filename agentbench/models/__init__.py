@@ -1,0 +1,231 @@
+"""The model registry: short names -> recipes that build a local model directory.
+
+`resolve_model(name_or_path)` is how every backend finds weights. It accepts
+
+- a registry name (`list_models()`), built on first use into
+  `cache_dir("models", name)` and reused afterwards;
+- an existing local directory holding a transformers model (config, safetensors, tokenizer);
+- a Hugging Face hub id, downloaded with `huggingface_hub` where it and a network exist.
+
+Builds are atomic: a recipe writes into a temporary directory next to the cache entry, which is
+renamed into place only once complete (with a `agentbench-model.json` marker holding the
+weights hash), so a killed build never leaves a half-written model behind. A file lock keeps
+two processes from building the same model at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentbench.paths import cache_dir
+
+MARKER = "agentbench-model.json"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be resolved or built (unknown name, missing files, failed build)."""
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to build one registry model into a directory."""
+
+    name: str
+    description: str
+    build: Callable[[Path], None]
+    """Writes config, safetensors weights and tokenizer into the (empty) directory given."""
+    version: int = 1
+    """Bump to invalidate cached builds when the recipe changes."""
+
+
+_REGISTRY: dict[str, ModelRecipe] = {}
+
+
+def register_model(recipe: ModelRecipe) -> None:
+    if recipe.name in _REGISTRY:
+        raise ValueError(f"model {recipe.name!r} is already registered")
+    _REGISTRY[recipe.name] = recipe
+
+
+def list_models() -> list[ModelRecipe]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_recipe(name: str) -> ModelRecipe:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ModelError(f"unknown model {name!r} (registry names: {known})") from None
+
+
+def model_dir(name: str) -> Path:
+    """Where a registry model lives once built (it may not be built yet)."""
+    get_recipe(name)
+    return cache_dir("models") / name
+
+
+def is_built(name: str) -> bool:
+    return _read_marker(model_dir(name), get_recipe(name).version) is not None
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 over a model directory's safetensors files (names and bytes, in name order)."""
+    root = Path(path)
+    files = sorted(p for p in root.glob("*.safetensors") if p.is_file())
+    if not files:
+        raise ModelError(f"no .safetensors files in {root}")
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_weights_sha256(path: str | Path) -> str:
+    """The weights hash, read from a registry build's marker when present (no re-hashing)."""
+    marker = Path(path) / MARKER
+    try:
+        value = json.loads(marker.read_text())["weights_sha256"]
+        if isinstance(value, str):
+            return value
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return weights_sha256(path)
+
+
+def build_model(name: str, *, force: bool = False) -> Path:
+    """Build a registry model into the cache (no-op when already built unless `force`)."""
+    recipe = get_recipe(name)
+    target = model_dir(name)
+    with _build_lock(target):
+        if not force and _read_marker(target, recipe.version) is not None:
+            return target
+        # Holding the lock, any temp dir of this model is an orphan of a killed build.
+        for orphan in target.parent.glob(f".{name}.building-*"):
+            shutil.rmtree(orphan, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=target.parent))
+        try:
+            recipe.build(tmp)
+            marker = {
+                "name": name,
+                "recipe_version": recipe.version,
+                "weights_sha256": weights_sha256(tmp),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            if target.exists():
+                # An earlier, stale or interrupted entry: replace it wholesale.
+                old = target.with_name(f".{name}.old-{time.time_ns()}")
+                target.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def resolve_model(name_or_path: str | Path, *, build: bool = True) -> Path:
+    """A local directory with safetensors weights and a tokenizer for `name_or_path`.
+
+    Raises `ModelError` for an unknown name, a path without weights, or a hub id that cannot
+    be downloaded.
+    """
+    text = str(name_or_path)
+    if text in _REGISTRY:
+        if build:
+            return build_model(text)
+        target = model_dir(text)
+        if _read_marker(target, get_recipe(text).version) is None:
+            raise ModelError(f"model {text!r} is not built; run `agentbench models build {text}`")
+        return target
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{path} is not a model directory")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} has no config.json: not a transformers model directory")
+        if not any(path.glob("*.safetensors")):
+            raise ModelError(f"{path} holds no .safetensors weights")
+        return path.resolve()
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return _download_hub(text)
+    known = ", ".join(sorted(_REGISTRY))
+    raise ModelError(
+        f"{text!r} is neither a registry model ({known}) nor an existing directory nor a hub id"
+    )
+
+
+def _download_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelError(
+            f"{repo_id!r} looks like a hub id, but huggingface_hub is not installed "
+            "(and no network may exist here): pass a registry name or a local directory"
+        ) from None
+    try:
+        return Path(
+            snapshot_download(
+                repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+            )
+        )
+    except Exception as exc:  # the hub client raises many unrelated types
+        raise ModelError(f"cannot download {repo_id!r} from the hub: {exc}") from exc
+
+
+def _read_marker(target: Path, version: int) -> dict[str, object] | None:
+    try:
+        marker = json.loads((target / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("recipe_version") != version:
+        return None
+    return marker
+
+
+@contextmanager
+def _build_lock(target: Path) -> Iterator[None]:
+    lock_path = target.with_name(f".{target.name}.lock")
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _register_builtin() -> None:
+    from agentbench.models import smollm2, tiny
+
+    register_model(smollm2.RECIPE)
+    register_model(tiny.RECIPE)
+
+
+_register_builtin()
+
+__all__ = [
+    "ModelError",
+    "ModelRecipe",
+    "build_model",
+    "get_recipe",
+    "is_built",
+    "list_models",
+    "model_dir",
+    "model_weights_sha256",
+    "register_model",
+    "resolve_model",
+    "weights_sha256",
+]

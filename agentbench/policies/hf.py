@@ -1,0 +1,387 @@
+"""The transformers backend: a local causal LM generating a batch of turns at once.
+
+Turns are rendered with the tokenizer's chat template (`add_generation_prompt=True`), sorted by
+length, left-padded into batches of `batch_size` and decoded together with a KV cache. The
+decode loop is our own (a few lines over the model's forward pass) rather than
+`model.generate`, because it needs two things `generate` does not offer: a random generator per
+row, and per-row token budgets when prompts of different lengths share a context limit.
+
+Seeding: with `SamplingParams.seed` set, every turn samples from its own `torch.Generator`
+seeded with `turn_seed(seed, episode_id, step)`, so a turn's tokens do not depend on which
+other turns share its batch (up to floating-point differences that padding can cause). With
+`seed=None` sampling uses torch's global generator and is not reproducible. Temperature 0 is
+greedy decoding.
+
+Limits: a turn whose prompt does not fit in `max_context` (default: the model's
+`max_position_embeddings`) gets finish_reason "error"; otherwise its new tokens are capped so
+that prompt + completion fit (finish_reason "length" when the cap is hit). A tokenizer without
+a chat template is refused at construction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentbench.models import ModelError, model_weights_sha256, resolve_model, weights_sha256
+from agentbench.policies.base import (
+    Generation,
+    Message,
+    Policy,
+    PolicyProvenance,
+    PolicyStats,
+    SamplingParams,
+    Turn,
+    sha256_text,
+    turn_seed,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass
+class _Row:
+    """One turn being decoded."""
+
+    index: int
+    prompt: list[int]
+    budget: int
+    seed: int | None
+    tokens: list[int] = field(default_factory=list)
+    text: str | None = None
+    finish: FinishReason | None = None
+
+
+class HFPolicy(Policy):
+    """A transformers causal LM as a policy.
+
+    `model` is a registry name, a local model directory or a hub id (see
+    `agentbench.models.resolve_model`). `adapter` is a PEFT adapter directory merged into the
+    weights at load. `system_prompt` is a teacher's trait prompt: it is prepended to the system
+    message at generation time only, never written into the turns, and recorded in provenance
+    by its sha256.
+
+    Raises `ModelError` when the model or adapter cannot be loaded or the tokenizer has no chat
+    template.
+    """
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        adapter: str | Path | None = None,
+        system_prompt: str | None = None,
+        max_context: int | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        try:
+            self.device = torch.device(
+                ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+            )
+        except RuntimeError as exc:
+            raise ValueError(f"unknown device {device!r}: {exc}") from None
+        self.dtype = _torch_dtype(dtype, self.device)
+        self.model_name = str(model)
+        self.path = resolve_model(model)
+        self.system_prompt = system_prompt
+        self.batch_size = batch_size
+        self.stats = PolicyStats()
+        self._lock = threading.Lock()
+        self._transformers_version = transformers.__version__
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        except Exception as exc:
+            raise ModelError(f"cannot load the tokenizer of {self.path}: {exc}") from exc
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(
+                f"the tokenizer of {self.path} has no chat template: use an instruct/chat model, "
+                "or add a `chat_template` (tokenizer_config.json or chat_template.jinja) to it"
+            )
+        try:
+            lm: Any = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
+        except Exception as exc:
+            raise ModelError(f"cannot load the model in {self.path}: {exc}") from exc
+        self.adapter_sha256: str | None = None
+        if adapter is not None:
+            lm = self._merge_adapter(lm, Path(adapter))
+        self.model = lm.to(self.device).eval()
+        self.weights_sha256 = model_weights_sha256(self.path)
+
+        config_limit = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_context = int(max_context or config_limit or 2048)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        if pad is None:
+            raise ModelError(f"the tokenizer of {self.path} has neither a pad nor an eos token")
+        self.pad_token_id = int(pad)
+        self.eos_token_ids = _eos_ids(self.model, self.tokenizer)
+
+    def _merge_adapter(self, lm: Any, adapter: Path) -> Any:
+        try:
+            from peft import PeftModel
+
+            merged = PeftModel.from_pretrained(lm, adapter).merge_and_unload()
+        except Exception as exc:
+            raise ModelError(f"cannot apply the adapter in {adapter}: {exc}") from exc
+        self.adapter_sha256 = weights_sha256(adapter)
+        return merged
+
+    # -- the Policy contract -------------------------------------------------------------
+
+    def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
+        seeds = [turn_seed(params.seed, t.episode_id, t.step) for t in turns]
+        return self.generate_chats([t.messages for t in turns], params, seeds)
+
+    def provenance(self, params: SamplingParams) -> PolicyProvenance:
+        return PolicyProvenance(
+            backend=self.backend,
+            model=self.model_name,
+            weights_sha256=self.weights_sha256,
+            adapter_sha256=self.adapter_sha256,
+            system_prompt_sha256=(
+                sha256_text(self.system_prompt) if self.system_prompt is not None else None
+            ),
+            sampling=params,
+            extra={
+                "path": str(self.path),
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "device": str(self.device),
+                "max_context": self.max_context,
+                "transformers": self._transformers_version,
+                "seeding": "per-turn torch.Generator seeded with turn_seed",
+            },
+        )
+
+    def close(self) -> None:
+        self.__dict__.pop("model", None)
+
+    # -- generation ------------------------------------------------------------------------
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees for a conversation (trait prompt merged in)."""
+        chat = merge_system_prompt(messages, self.system_prompt)
+        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        if not isinstance(text, str):
+            raise ModelError("the chat template did not render to text")
+        return text
+
+    def generate_chats(
+        self,
+        chats: Sequence[Sequence[Message]],
+        params: SamplingParams,
+        seeds: Sequence[int | None],
+    ) -> list[Generation]:
+        """Generate for raw conversations with explicit per-conversation seeds (the server's
+        entry point; `generate` derives the seeds from the turns)."""
+        if len(seeds) != len(chats):
+            raise ValueError("one seed per conversation")
+        with self._lock:
+            started = time.perf_counter()
+            results: list[Generation | None] = [None] * len(chats)
+            rows: list[_Row] = []
+            for index, (messages, seed) in enumerate(zip(chats, seeds, strict=True)):
+                try:
+                    prompt = self.tokenizer(
+                        self.render(messages), add_special_tokens=False
+                    ).input_ids
+                except Exception as exc:  # a template may raise on odd conversations
+                    results[index] = _error(f"cannot render the conversation: {exc}")
+                    continue
+                room = self.max_context - len(prompt)
+                if room < 1:
+                    results[index] = _error(
+                        f"prompt of {len(prompt)} tokens does not fit the context of "
+                        f"{self.max_context} tokens",
+                        prompt_tokens=len(prompt),
+                    )
+                    continue
+                budget = min(params.max_new_tokens, room)
+                rows.append(_Row(index=index, prompt=prompt, budget=budget, seed=seed))
+            rows.sort(key=lambda r: len(r.prompt))
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                try:
+                    self._decode(chunk, params)
+                except Exception as exc:  # e.g. out of memory: fail these turns, not the run
+                    for row in chunk:
+                        results[row.index] = _error(
+                            f"generation failed: {type(exc).__name__}: {exc}",
+                            prompt_tokens=len(row.prompt),
+                        )
+                    continue
+                for row in chunk:
+                    results[row.index] = Generation(
+                        text=row.text or "",
+                        prompt_tokens=len(row.prompt),
+                        completion_tokens=len(row.tokens),
+                        finish_reason=row.finish or "length",
+                    )
+            done = [r for r in results if r is not None]
+            assert len(done) == len(chats)
+            self.stats.calls += 1
+            self.stats.prompt_tokens += sum(g.prompt_tokens for g in done)
+            self.stats.completion_tokens += sum(g.completion_tokens for g in done)
+            self.stats.generate_seconds += time.perf_counter() - started
+            return done
+
+    def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
+        import torch
+
+        device = self.device
+        width = max(len(r.prompt) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row.prompt) :] = torch.tensor(row.prompt)
+            mask[i, width - len(row.prompt) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        generators = [
+            torch.Generator(device=device).manual_seed(r.seed) if r.seed is not None else None
+            for r in rows
+        ]
+        longest_stop = max((len(s) for s in params.stop), default=0)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            live = rows  # the rows still decoding, in batch order
+            for _ in range(max(r.budget for r in rows)):
+                next_tokens = self._choose(out.logits[:, -1, :], params, generators)
+                for i, row in enumerate(live):
+                    if row.finish is not None:  # only without cache pruning (below)
+                        next_tokens[i] = self.pad_token_id
+                        continue
+                    self._advance(row, int(next_tokens[i]), params.stop, longest_stop)
+                keep = [i for i, row in enumerate(live) if row.finish is None]
+                if not keep:
+                    break
+                cache = out.past_key_values
+                if len(keep) < len(live) and hasattr(cache, "batch_select_indices"):
+                    # Drop finished rows from the batch and the KV cache: a batch then costs
+                    # what its live rows cost, not what its longest answer costs.
+                    index = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(index)
+                    mask, positions, next_tokens = mask[index], positions[index], next_tokens[index]
+                    live = [live[i] for i in keep]
+                    generators = [generators[i] for i in keep]
+                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                out = self.model(
+                    input_ids=next_tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+
+    def _advance(self, row: _Row, token: int, stop: tuple[str, ...], longest_stop: int) -> None:
+        """Append one token to a row and decide whether it has finished."""
+        row.tokens.append(token)
+        if token in self.eos_token_ids:
+            row.finish = "stop"
+            row.text = self._text(row.tokens[:-1])
+        elif stop and self._hit_stop(row, stop, longest_stop):
+            row.finish = "stop"
+        elif len(row.tokens) >= row.budget:
+            row.finish = "length"
+            row.text = self._text(row.tokens)
+
+    def _choose(
+        self,
+        logits: torch.Tensor,
+        params: SamplingParams,
+        generators: list[torch.Generator | None],
+    ) -> torch.Tensor:
+        import torch
+
+        if params.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (always at least one token).
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= params.top_p
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        chosen = torch.empty(len(generators), dtype=torch.long, device=logits.device)
+        for i, generator in enumerate(generators):
+            chosen[i] = torch.multinomial(probs[i], 1, generator=generator)[0]
+        return chosen
+
+    def _hit_stop(self, row: _Row, stops: tuple[str, ...], longest: int) -> bool:
+        text = self._text(row.tokens)
+        # Only the tail can hold a stop string that this token completed.
+        tail_start = max(0, len(self._text(row.tokens[:-1])) - longest)
+        found = [p for s in stops if (p := text.find(s, tail_start)) >= 0]
+        if not found:
+            return False
+        row.text = text[: min(found)]
+        return True
+
+    def _text(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+def merge_system_prompt(
+    messages: Sequence[Message], system_prompt: str | None
+) -> list[dict[str, str]]:
+    """Chat dicts for a conversation, with a trait prompt put before the system message
+    (or as the system message when there is none)."""
+    chat = [{"role": m.role, "content": m.content} for m in messages]
+    if system_prompt is not None:
+        if chat and chat[0]["role"] == "system":
+            chat[0] = {"role": "system", "content": f"{system_prompt}\n\n{chat[0]['content']}"}
+        else:
+            chat.insert(0, {"role": "system", "content": system_prompt})
+    return chat
+
+
+def _error(message: str, prompt_tokens: int = 0) -> Generation:
+    return Generation(text="", prompt_tokens=prompt_tokens, finish_reason="error", error=message)
+
+
+def _torch_dtype(name: str, device: torch.device) -> torch.dtype:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"unknown dtype {name!r} (use auto, float32, bfloat16 or float16)")
+    return dtype
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif isinstance(configured, list | tuple):
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)

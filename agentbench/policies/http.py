@@ -1,0 +1,191 @@
+"""An OpenAI-compatible chat-completions server as a policy (`vllm serve`, `agentbench serve`).
+
+Each turn of a batch is one `POST {base_url}/chat/completions` request; a batch's requests run
+concurrently (up to `max_concurrency`) so the server can batch them. A turn whose request fails
+(HTTP error, timeout, malformed reply) gets finish_reason "error" with the reason; when every
+request of a batch fails to connect, the server is down and `generate` raises
+`BackendUnavailableError`. Per-turn seeds (`turn_seed`) are sent as each request's `seed`.
+
+`system_prompt` (a teacher's trait prompt) is merged into the system message of every request,
+never into the recorded turns. Needs `httpx` (in the `serve` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from agentbench.policies.base import (
+    Generation,
+    Policy,
+    PolicyProvenance,
+    SamplingParams,
+    Turn,
+    sha256_text,
+    turn_seed,
+)
+from agentbench.policies.hf import merge_system_prompt
+
+_ERROR_BODY_CHARS = 500
+
+
+class BackendUnavailableError(RuntimeError):
+    """The server cannot be reached at all."""
+
+
+class _ConnectFailed(Exception):
+    pass
+
+
+class HTTPPolicy(Policy):
+    """A policy served over the OpenAI chat-completions API.
+
+    `base_url` is the server root or its `/v1` URL (`http://127.0.0.1:8000` and
+    `http://127.0.0.1:8000/v1` are the same). `timeout` bounds each request in seconds.
+    """
+
+    backend = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        max_concurrency: int = 32,
+        system_prompt: str | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        url = base_url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = url if url.endswith("/v1") else f"{url}/v1"
+        self.model = model
+        self.system_prompt = system_prompt
+        self.max_concurrency = max_concurrency
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_concurrency),
+        )
+        self._server_info: dict[str, Any] | None = None
+
+    def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
+        if not turns:
+            return []
+        workers = min(self.max_concurrency, len(turns))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(lambda t: self._one(t, params), turns))
+        if all(isinstance(o, _ConnectFailed) for o in outcomes):
+            raise BackendUnavailableError(f"cannot reach {self.base_url}: {outcomes[0]}")
+        return [
+            o if isinstance(o, Generation) else _error(f"cannot connect: {o}") for o in outcomes
+        ]
+
+    def _one(self, turn: Turn, params: SamplingParams) -> Generation | _ConnectFailed:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": merge_system_prompt(turn.messages, self.system_prompt),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "n": 1,
+        }
+        seed = turn_seed(params.seed, turn.episode_id, turn.step)
+        if seed is not None:
+            body["seed"] = seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        try:
+            response = self._client.post("/chat/completions", json=body)
+        except httpx.ConnectError as exc:
+            return _ConnectFailed(str(exc))
+        except httpx.TimeoutException as exc:
+            return _error(f"request timed out: {type(exc).__name__}")
+        except httpx.HTTPError as exc:
+            return _error(f"request failed: {type(exc).__name__}: {exc}")
+        if response.status_code != 200:
+            return _error(f"HTTP {response.status_code}: {_error_text(response)}")
+        try:
+            return _parse(response.json())
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return _error(f"malformed reply: {type(exc).__name__}: {exc}")
+
+    def server_info(self) -> dict[str, Any]:
+        """The server's `/v1/models` entry for `model` ({} when unavailable)."""
+        if self._server_info is None:
+            info: dict[str, Any] = {}
+            try:
+                response = self._client.get("/models")
+                response.raise_for_status()
+                for entry in response.json().get("data", []):
+                    if isinstance(entry, dict) and entry.get("id") == self.model:
+                        info = entry
+            except (httpx.HTTPError, ValueError, AttributeError):
+                return {}
+            self._server_info = info
+        return self._server_info
+
+    def provenance(self, params: SamplingParams) -> PolicyProvenance:
+        info = self.server_info()
+        hashes = info.get("agentbench") if isinstance(info.get("agentbench"), dict) else {}
+        assert isinstance(hashes, dict)
+
+        def text_or_none(value: object) -> str | None:
+            return value if isinstance(value, str) else None
+
+        server_prompt = text_or_none(hashes.get("system_prompt_sha256"))
+        extra: dict[str, Any] = {"base_url": self.base_url, "served_model": self.model}
+        if self.system_prompt is not None and server_prompt is not None:
+            # Both add a trait prompt (the server's comes first); keep both hashes.
+            extra["server_system_prompt_sha256"] = server_prompt
+        return PolicyProvenance(
+            backend=self.backend,
+            model=text_or_none(hashes.get("model")) or self.model,
+            weights_sha256=text_or_none(hashes.get("weights_sha256")),
+            adapter_sha256=text_or_none(hashes.get("adapter_sha256")),
+            system_prompt_sha256=(
+                sha256_text(self.system_prompt) if self.system_prompt is not None else server_prompt
+            ),
+            sampling=params,
+            extra=extra,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _parse(payload: Any) -> Generation:
+    choice = payload["choices"][0]
+    content = choice["message"]["content"]
+    if not isinstance(content, str):
+        raise TypeError("message content is not text")
+    finish = choice.get("finish_reason")
+    usage = payload.get("usage") or {}
+    return Generation(
+        text=content,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        finish_reason="length" if finish == "length" else "stop",
+    )
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        message = response.json()["error"]["message"]
+        if isinstance(message, str):
+            return message[:_ERROR_BODY_CHARS]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return response.text[:_ERROR_BODY_CHARS]
+
+
+def _error(message: str) -> Generation:
+    return Generation(text="", finish_reason="error", error=message)

@@ -1,0 +1,360 @@
+"""`agentbench serve`: a local model behind the OpenAI chat-completions API.
+
+Serves an `HFPolicy` (a registry model, a local directory or a hub id, with an optional adapter
+and trait system prompt) at `/v1/models` and `/v1/chat/completions`, so that `HTTPPolicy`, or
+any OpenAI-compatible client, can drive it exactly like a `vllm serve` endpoint. Supported
+request fields: messages, temperature, top_p, max_tokens (or max_completion_tokens), seed,
+stop, n=1. Streaming, tools and logprobs are not supported (a 400 says so).
+
+Concurrent requests are batched: a worker thread takes every request queued within
+`batch_window` seconds of the first (and any that queued while the model was busy), up to
+`max_batch`, groups them by sampling parameters (seeds aside: they are per row) and decodes
+each group as one batch. The `seed` of a request seeds that request's own generator, so the
+same request with the same seed gives the same text whatever it was batched with (up to
+floating-point effects of padding).
+
+The server binds 127.0.0.1 unless told otherwise: it has no authentication.
+
+Needs the `serve` extra (FastAPI, uvicorn).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentbench.policies.base import Generation, Message, SamplingParams
+
+if TYPE_CHECKING:
+    import socket
+
+    from fastapi import FastAPI
+
+    from agentbench.policies.hf import HFPolicy
+
+
+class _TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[_TextPart]
+
+    def to_message(self) -> Message:
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
+        role = "system" if self.role == "developer" else self.role
+        return Message(role=role, content=text)
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of the OpenAI request we honour; unknown fields are ignored, as vLLM does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+    tools: list[Any] | None = None
+    logprobs: bool | None = None
+
+    def sampling(self, default_max_tokens: int) -> SamplingParams:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max_tokens,
+            seed=self.seed,
+            stop=tuple(s for s in stops if s),
+        )
+
+
+class _APIError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+@dataclass
+class _Job:
+    messages: list[Message]
+    params: SamplingParams
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Generation | None = None
+
+
+class Batcher:
+    """Gathers concurrent requests into batches for one policy (a single worker thread)."""
+
+    def __init__(self, policy: HFPolicy, *, max_batch: int = 32, batch_window: float = 0.05):
+        if max_batch < 1 or batch_window < 0:
+            raise ValueError("max_batch must be >= 1 and batch_window >= 0")
+        self.policy, self.max_batch, self.batch_window = policy, max_batch, batch_window
+        self.batch_sizes: list[int] = []
+        """Sizes of the groups decoded so far (for tests and benchmarks)."""
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="agentbench-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, messages: list[Message], params: SamplingParams) -> Generation:
+        job = _Job(messages, params)
+        self._queue.put(job)
+        job.done.wait()
+        assert job.result is not None
+        return job.result
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            jobs, closing = [first], False
+            deadline = time.monotonic() + self.batch_window
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    closing = True
+                    break
+                jobs.append(job)
+            # Seeds are per row, so requests differing only in their seed share a batch.
+            groups: dict[SamplingParams, list[_Job]] = {}
+            for job in jobs:
+                key = job.params.model_copy(update={"seed": None})
+                groups.setdefault(key, []).append(job)
+            for params, group in groups.items():
+                self._run(params, group)
+            if closing:
+                return
+
+    def _run(self, params: SamplingParams, group: list[_Job]) -> None:
+        self.batch_sizes.append(len(group))
+        try:
+            results = self.policy.generate_chats(
+                [j.messages for j in group], params, [j.params.seed for j in group]
+            )
+        except Exception as exc:  # never leave a request waiting forever
+            results = [
+                Generation(text="", finish_reason="error", error=f"generation failed: {exc}")
+            ] * len(group)
+        for job, result in zip(group, results, strict=True):
+            job.result = result
+            job.done.set()
+
+
+def create_app(
+    policy: HFPolicy,
+    model_name: str,
+    *,
+    default_max_tokens: int = 512,
+    max_batch: int = 32,
+    batch_window: float = 0.05,
+) -> FastAPI:
+    """The FastAPI application serving `policy` under the model id `model_name`.
+
+    `app.state.batcher` is the request batcher (its thread stops when the app shuts down).
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    batcher = Batcher(policy, max_batch=max_batch, batch_window=batch_window)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(title="agentbench serve", version="1", lifespan=lifespan)
+    app.state.batcher = batcher
+    created = int(time.time())
+
+    def error_response(status: int, message: str, kind: str) -> JSONResponse:
+        body = {"error": {"message": message, "type": kind, "code": status}}
+        return JSONResponse(status_code=status, content=body)
+
+    @app.exception_handler(_APIError)
+    async def api_error(_: Request, exc: _APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(400, f"invalid request: {problems}", "invalid_request_error")
+
+    @app.get("/v1/models")
+    def list_models() -> dict[str, Any]:
+        prov = policy.provenance(SamplingParams())
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": model_name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "agentbench",
+                    "max_model_len": policy.max_context,
+                    # Hashes only: lets a client record what produced its actions.
+                    "agentbench": {
+                        "model": prov.model,
+                        "weights_sha256": prov.weights_sha256,
+                        "adapter_sha256": prov.adapter_sha256,
+                        "system_prompt_sha256": prov.system_prompt_sha256,
+                    },
+                }
+            ],
+        }
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(request: ChatCompletionRequest) -> dict[str, Any]:
+        # A sync endpoint: FastAPI runs it in a worker thread, which waits on the batcher.
+        if request.model not in (None, model_name):
+            raise _APIError(404, f"The model `{request.model}` does not exist.", "NotFoundError")
+        if request.stream:
+            raise _APIError(400, "stream=true is not supported")
+        if request.n != 1:
+            raise _APIError(400, "only n=1 is supported")
+        if request.tools:
+            raise _APIError(400, "tools are not supported: put tool specs in the messages")
+        if request.logprobs:
+            raise _APIError(400, "logprobs are not supported")
+        try:
+            params = request.sampling(default_max_tokens)
+        except ValidationError as exc:
+            raise _APIError(400, f"invalid sampling parameters: {exc}") from None
+        messages = [m.to_message() for m in request.messages]
+        generation = batcher.submit(messages, params)
+        if generation.finish_reason == "error":
+            failed = (generation.error or "").startswith("generation failed")
+            raise _APIError(
+                500 if failed else 400,
+                generation.error or "generation failed",
+                "InternalServerError" if failed else "invalid_request_error",
+            )
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": generation.text},
+                    "finish_reason": generation.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": generation.prompt_tokens,
+                "completion_tokens": generation.completion_tokens,
+                "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+            },
+        }
+
+    return app
+
+
+def make_server(
+    app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"
+) -> Any:
+    """A `uvicorn.Server` for `app` (call `.run()`, or `.run(sockets=[...])` on a bound
+    socket; set `.should_exit = True` to stop it)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    return uvicorn.Server(config)
+
+
+def serve_socket(app: FastAPI, sock: socket.socket) -> Any:
+    """A server ready to `.run(sockets=[sock])` on an already bound socket (tests, port 0)."""
+    host, port = sock.getsockname()[:2]
+    return make_server(app, host=host, port=port)
+
+
+def serve_command(
+    model: str = typer.Argument(..., help="Registry name, local model directory or hub id."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (no authentication!)."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    served_model_name: str | None = typer.Option(
+        None, help="Model id clients send (default: MODEL)."
+    ),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    adapter: Path | None = typer.Option(None, help="PEFT adapter directory to merge."),
+    system_prompt_file: Path | None = typer.Option(
+        None, help="Trait system prompt (a file), prepended to every system message."
+    ),
+    max_context: int | None = typer.Option(None, help="Context limit in tokens."),
+    max_tokens: int = typer.Option(512, help="Default max_tokens of a request."),
+    max_batch: int = typer.Option(32, help="Most requests decoded together."),
+) -> None:
+    """Serve a model behind the OpenAI chat-completions API (/v1/chat/completions)."""
+    from rich.console import Console
+
+    from agentbench.models import ModelError
+    from agentbench.policies.hf import HFPolicy
+
+    console = Console(stderr=True)
+    system_prompt = None
+    if system_prompt_file is not None:
+        try:
+            system_prompt = system_prompt_file.read_text()
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot read {system_prompt_file}: {exc}")
+            raise typer.Exit(1) from None
+    try:
+        policy = HFPolicy(
+            model,
+            dtype=dtype,
+            device=device,
+            adapter=adapter,
+            system_prompt=system_prompt,
+            max_context=max_context,
+        )
+    except (ModelError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    name = served_model_name or model
+    app = create_app(policy, name, default_max_tokens=max_tokens, max_batch=max_batch)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/yellow] serving on {host} without authentication")
+    console.print(f"serving {name!r} at http://{host}:{port}/v1 ({policy.device})")
+    make_server(app, host=host, port=port, log_level="info").run()
+
+
+def main() -> None:
+    """`python -m agentbench.serve MODEL ...`"""
+    typer.run(serve_command)
+
+
+if __name__ == "__main__":
+    main()

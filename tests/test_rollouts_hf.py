@@ -1,0 +1,56 @@
+"""The rollout engine with a REAL transformers model (tiny random Llama) in bubblewrap.
+
+A random model writes gibberish: the engine must record it as the agent's (mostly invalid)
+actions with token counts, never as infrastructure failures, and the file must still load with
+HF `datasets` (control characters and odd Unicode in actions and observations).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import require_backend
+
+pytest.importorskip("transformers")
+pytest.importorskip("datasets")
+
+from agentbench.models.tiny import save_tiny_llama
+from agentbench.policies import SamplingParams
+from agentbench.policies.hf import HFPolicy
+from agentbench.rollouts import Trajectory, make_jobs, read_trajectories, run_rollouts
+from agentbench.tasks import iter_instances
+
+pytestmark = pytest.mark.bwrap
+
+
+def test_tiny_model_rollouts_record_tokens_and_load_as_a_dataset(tmp_path: Path) -> None:
+    import datasets
+
+    require_backend("bwrap")
+    model = tmp_path / "tiny"
+    save_tiny_llama(model, max_position_embeddings=4096)  # room for the system prompt
+    policy = HFPolicy(model, device="cpu")
+    jobs = make_jobs(iter_instances("deletion-probe", "eval", 1))  # FileTool and Bash
+    out = tmp_path / "r.jsonl"
+    params = SamplingParams(temperature=1.0, max_new_tokens=8, seed=5)
+    summary = run_rollouts(policy, jobs, out_path=out, parallel=2, max_steps=2, params=params,
+                           progress=False)  # fmt: skip
+    records = read_trajectories(out)
+    assert summary.episodes == 2 and summary.infra_failures == 0
+    assert summary.completion_tokens > 0 and summary.tokens_per_s > 0
+    assert summary.generate_share > 0
+    for rec in records:
+        assert rec.policy.backend == policy.provenance(params).backend
+        assert rec.policy.weights_sha256 and rec.sampling.seed == 5
+        assert rec.outcome.termination == "max_steps" and len(rec.steps) == 2
+        assert all(s.prompt_tokens > 0 and 0 < s.completion_tokens <= 8 for s in rec.steps)
+        # The prompt grows by the previous action and observation.
+        assert rec.steps[1].prompt_tokens > rec.steps[0].prompt_tokens
+        assert [m.content for m in rec.messages[2::2]] == [s.action for s in rec.steps]
+
+    ds = datasets.load_dataset("json", data_files=str(out), split="train",
+                               cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    by_id = {r.episode_id: r for r in records}
+    for row in ds:
+        assert Trajectory.model_validate(row) == by_id[row["episode_id"]]
