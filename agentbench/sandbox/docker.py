@@ -64,7 +64,7 @@ from agentbench.sandbox.image import (
     ensure_image,
 )
 from agentbench.sandbox.shell import PersistentShell
-from agentbench.sandbox.workspace import HostWorkspace
+from agentbench.sandbox.workspace import HostWorkspace, process_alive
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -495,19 +495,9 @@ def remove_leftovers(client: DockerClient | None = None, *, all_owners: bool = F
     for container in found:
         labels = container.attrs.get("Labels") or {}
         owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
-        if not all_owners and owner_host == host and pid.isdigit() and _alive(int(pid)):
+        if not all_owners and owner_host == host and pid.isdigit() and process_alive(int(pid)):
             continue
         with contextlib.suppress(Exception):
             container.remove(force=True)
             removed.append(container.id)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

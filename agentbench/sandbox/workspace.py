@@ -65,7 +65,7 @@ def remove_stale_workspaces(parent: Path | None = None) -> list[Path]:
     removed = []
     for root in parent.glob("agentbench-*"):
         match = _STALE_NAME.match(root.name)
-        if match is None or not (root / "workspace").is_dir() or _alive(int(match.group(1))):
+        if match is None or not (root / "workspace").is_dir() or process_alive(int(match.group(1))):
             continue
         subprocess.run(["umount", "-l", str(root / "workspace")], capture_output=True, check=False)
         with contextlib.suppress(OSError):
@@ -74,7 +74,8 @@ def remove_stale_workspaces(parent: Path | None = None) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (owner of a workspace, a container)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
