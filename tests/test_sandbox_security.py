@@ -28,6 +28,7 @@ TIGHT = SandboxConfig(
     pids_limit=48,
     memory_limit_mb=128,
     workspace_limit_mb=8,
+    workspace_max_files=500,
     output_kill_bytes=2 * 2**20,
 )
 SEED = Fixture(entries=(FixtureEntry(path="notes.txt", text="seed\n"),))
@@ -240,6 +241,19 @@ def test_filling_the_disk_hits_the_quota(tight: Sandbox) -> None:
     size = (tight.workspace_host_path / "big").stat().st_size
     assert size <= limit_mb * 2**20
     assert tight.exec("rm big && echo freed").stdout == "freed\n"
+
+
+def test_millions_of_files_hit_the_file_quota(tight: Sandbox) -> None:
+    limit = tight.config.workspace_max_files
+    result = tight.exec(
+        f"mkdir many && cd many && for i in $(seq {limit * 2}); do : > f$i || break; done; "
+        "ls | wc -l",
+        timeout=60,
+    )
+    assert "No space left" in result.stderr, result
+    assert int(result.stdout.strip()) < limit
+    assert len(tight.snapshot().entries) <= limit
+    tight.reset(SEED)
 
 
 def test_huge_output_is_capped_and_flood_killed(tight: Sandbox) -> None:

@@ -79,6 +79,9 @@ class SandboxConfig(BaseModel):
     pids_limit: int = Field(256, ge=8, description="Processes and threads in the sandbox.")
     cpus: float = Field(1.0, gt=0, description="CPU share (Docker), where the backend supports it.")
     workspace_limit_mb: int = Field(256, ge=1, description="Largest workspace a step may leave.")
+    workspace_max_files: int = Field(
+        20_000, ge=100, description="Files and directories the workspace may hold (inodes)."
+    )
     file_read_limit_bytes: int = Field(1 * 2**20, gt=0, description="Cap for read_file.")
     file_write_limit_bytes: int = Field(4 * 2**20, gt=0, description="Cap for write_file.")
 

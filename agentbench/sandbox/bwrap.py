@@ -300,7 +300,9 @@ class BwrapSandbox(Sandbox):
             raise SandboxStartError(f"{self._rootfs} is not a root file system (no /bin/bash)")
         try:
             if self._workspace is None:
-                self._workspace = HostWorkspace(self.config.workspace_limit_mb)
+                self._workspace = HostWorkspace(
+                    self.config.workspace_limit_mb, max_files=self.config.workspace_max_files
+                )
             if self._cgroup is None and not self._cgroup_note:
                 self._cgroup, self._cgroup_note = create_cgroup(
                     f"agentbench-{os.getpid()}-{secrets.token_hex(4)}",

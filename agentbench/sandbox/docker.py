@@ -155,7 +155,9 @@ class DockerSandbox(Sandbox):
                 self._check_image(self._image)
             if self._workspace is None:
                 self._workspace = HostWorkspace(
-                    self.config.workspace_limit_mb, prefix="agentbench-docker-"
+                    self.config.workspace_limit_mb,
+                    prefix="agentbench-docker-",
+                    max_files=self.config.workspace_max_files,
                 )
             self._start_processes()
         except BaseException:

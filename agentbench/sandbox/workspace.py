@@ -24,7 +24,7 @@ _STALE_NAME = re.compile(r"^agentbench-(?:[a-z]+-)?(\d+)-")
 
 
 class HostWorkspace:
-    def __init__(self, size_mb: int, prefix: str = "agentbench-"):
+    def __init__(self, size_mb: int, prefix: str = "agentbench-", max_files: int = 20_000):
         self.root = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
         self.path = self.root / "workspace"
         self.path.mkdir()
@@ -38,7 +38,8 @@ class HostWorkspace:
                     "-t",
                     "tmpfs",
                     "-o",
-                    f"size={size_mb}m,mode=0755,nosuid,nodev",
+                    # nr_inodes: millions of empty files would make every snapshot crawl.
+                    f"size={size_mb}m,nr_inodes={max_files},mode=0755,nosuid,nodev",
                     "tmpfs",
                     str(self.path),
                 ],
