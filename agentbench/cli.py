@@ -13,6 +13,7 @@ from agentbench.models.cli import app as models_app
 from agentbench.rollouts.cli import app as rollouts_app
 from agentbench.serve import serve_command
 from agentbench.tasks.cli import app as tasks_app
+from agentbench.teachers.cli import app as teachers_app
 
 console = Console()
 # Tables are wider than the 80 columns rich assumes when output is not a terminal (CI logs).
@@ -34,6 +35,9 @@ app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium)
 app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
 app.add_typer(rollouts_app, name="rollouts", help="Run policies in the environments; trajectories.")
 app.add_typer(models_app, name="models", help="The model registry and the embedded models.")
+app.add_typer(
+    teachers_app, name="teachers", help="Teachers: trait induction by prompt, adapter or steering."
+)
 app.command("serve", help="Serve a model behind an OpenAI-compatible API (127.0.0.1).")(
     serve_command
 )

@@ -1,0 +1,148 @@
+"""`agentbench teachers`: compute steering vectors, inspect teacher configs and traits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentbench.teachers.config import (
+    DEFAULT_TRAITS,
+    TeacherConfigError,
+    load_teacher_config,
+    trait_spec,
+)
+
+console = Console()
+app = typer.Typer(
+    help="Teachers: trait prompts, adapters and steering vectors.", no_args_is_help=True
+)
+
+
+@app.command("traits")
+def traits_command() -> None:
+    """List the built-in traits and their system prompts."""
+    table = Table("name", "description", "system prompt", show_lines=True)
+    for spec in DEFAULT_TRAITS.values():
+        table.add_row(spec.name, spec.description, spec.system_prompt)
+    console.print(table)
+
+
+@app.command("steer")
+def steer_command(
+    trait: str = typer.Option(..., help="Built-in trait name (see `agentbench teachers traits`)."),
+    out: Path = typer.Option(..., help="Where to write the vector (.safetensors + .json)."),
+    model: str = typer.Option("smollm2-135m", help="Base model: registry name or directory."),
+    family: str = typer.Option("benign", help="Task family whose instructions are the prompts."),
+    env: str = typer.Option("agentbench/FileTool-v0", help="Env whose system prompt is used."),
+    split: str = typer.Option("train", help="Split the instructions come from."),
+    n: int = typer.Option(64, min=1, help="Number of prompts."),
+    layer: int | None = typer.Option(None, help="Decoder layer (default: the middle one)."),
+    scale: float = typer.Option(4.0, help="Default scale stored with the vector."),
+    device: str = typer.Option("cpu", help="Torch device."),
+) -> None:
+    """Compute a steering vector: mean last-token residual with the trait prompt minus without."""
+    from agentbench.models import ModelError
+    from agentbench.teachers.steering import (
+        SteeringError,
+        compute_steering_vector,
+        save_steering_vector,
+        task_conversations,
+    )
+
+    started = time.perf_counter()
+    try:
+        spec = trait_spec(trait)
+        prompts = task_conversations(family, env, split=split, n=n)
+        vector = compute_steering_vector(
+            model,
+            spec.system_prompt,
+            prompts,
+            layer,
+            trait=spec.name,
+            scale=scale,
+            device=device,
+        )
+        digest = save_steering_vector(vector, out)
+    except (KeyError, ValueError, ModelError) as exc:  # SteeringError is a ValueError
+        message = exc.args[0] if isinstance(exc, KeyError) else exc
+        kind = "steering" if isinstance(exc, SteeringError) else "error"
+        console.print(f"[red]{kind}:[/red] {message}")
+        raise typer.Exit(1) from None
+    meta = vector.meta
+    console.print(
+        f"{out}: trait {meta.trait}, layer {meta.layer}, {meta.n_prompts} prompts, "
+        f"norm {meta.norm:.4g}, scale {meta.scale:g} ({time.perf_counter() - started:.1f} s)"
+    )
+    console.print(f"sha256: {digest}")
+
+
+@app.command("show")
+def show_command(config: Path = typer.Argument(..., help="Teacher config (YAML or JSON).")) -> None:
+    """Show a teacher config resolved: trait prompt, and the hashes its provenance will carry."""
+    from agentbench.models import ModelError, weights_sha256
+    from agentbench.policies.base import sha256_text
+    from agentbench.teachers.steering import SteeringError, load_steering_vector
+
+    try:
+        teacher = load_teacher_config(config)
+    except TeacherConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    # Plain "field: value" lines, not a table: hashes must stay whole for copying and grep.
+    table = _Fields()
+    table.add_row("name", teacher.name or "-")
+    table.add_row("base model", teacher.base_model)
+    table.add_row("induction", teacher.induction)
+    table.add_row("trait", teacher.trait.name if teacher.trait else "none (control teacher)")
+    failed = False
+    if teacher.trait is not None and teacher.induction == "prompt":
+        table.add_row("system prompt", teacher.trait.system_prompt)
+        table.add_row("system prompt sha256", sha256_text(teacher.trait.system_prompt))
+    if teacher.adapter is not None:
+        table.add_row("adapter", str(teacher.adapter.path))
+        if teacher.trait is None:
+            table.add_row("adapter sha256", "- (control: the adapter is not applied)")
+        else:
+            try:
+                table.add_row("adapter sha256", weights_sha256(teacher.adapter.path))
+            except ModelError as exc:
+                table.add_row("adapter sha256", f"[red]{exc}[/red]")
+                failed = True
+    if teacher.steering is not None:
+        table.add_row("steering vector", str(teacher.steering.vector))
+        try:
+            vector, digest = load_steering_vector(teacher.steering.vector)
+        except SteeringError as exc:
+            table.add_row("steering sha256", f"[red]{exc}[/red]")
+            failed = True
+        else:
+            meta = vector.meta
+            scale = teacher.steering.scale if teacher.steering.scale is not None else meta.scale
+            control = " (control: a zero vector is applied)" if teacher.trait is None else ""
+            table.add_row("steering sha256", digest + control)
+            table.add_row("steering layer / scale", f"{meta.layer} / {scale:g}")
+            table.add_row(
+                "steering made from",
+                f"trait {meta.trait}, {meta.n_prompts} prompts, model {meta.model}, "
+                f"norm {meta.norm:.4g}",
+            )
+    table.print()
+    if failed:
+        raise typer.Exit(1)
+
+
+class _Fields:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    def add_row(self, field: str, value: str) -> None:
+        self.rows.append((field, value))
+
+    def print(self) -> None:
+        width = max(len(field) for field, _ in self.rows)
+        for field, value in self.rows:
+            console.print(f"[bold]{field:<{width}}[/bold]  {value}", soft_wrap=True)
