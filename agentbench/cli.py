@@ -186,6 +186,32 @@ def smoke(
     console.print(f"wall time {report.wall_time_s:.1f} s; results: {path}")
 
 
+@bench_app.command("rollouts")
+def bench_rollouts(
+    model: str = typer.Option("smollm2-135m", help="Registry name or model directory."),
+    batch_size: int = typer.Option(8, min=1, help="Episodes in lockstep = generate batch."),
+    max_new_tokens: int = typer.Option(24, min=1, help="New tokens per action."),
+    max_steps: int = typer.Option(2, min=1, help="Steps per episode."),
+    family: str = typer.Option("benign", help="Task family the episodes come from."),
+    sandbox: str = typer.Option("bwrap", help="Sandbox backend."),
+    max_context: int | None = typer.Option(None, help="Override the model's context length."),
+) -> None:
+    """Harness rollout tokens/s against raw batched model.generate on the same prompts."""
+    from agentbench.bench.rollouts import render, run_rollout_bench
+
+    result = run_rollout_bench(
+        model,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_steps=max_steps,
+        family=family,
+        sandbox=sandbox,
+        max_context=max_context,
+        progress=console.log,
+    )
+    wide_console.print(render(result))
+
+
 def main() -> None:
     app()
 
