@@ -10,6 +10,7 @@ from rich.console import Console
 from agentbench import __version__
 from agentbench.envs.cli import app as envs_app
 from agentbench.models.cli import app as models_app
+from agentbench.models.tiny_agent_cli import eval_command as models_eval_command
 from agentbench.rollouts.cli import app as rollouts_app
 from agentbench.serve import serve_command
 from agentbench.tasks.cli import app as tasks_app
@@ -35,6 +36,9 @@ app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium)
 app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
 app.add_typer(rollouts_app, name="rollouts", help="Run policies in the environments; trajectories.")
 app.add_typer(models_app, name="models", help="The model registry and the embedded models.")
+models_app.command("eval", help="Run a model through the real envs: valid-action and task rates.")(
+    models_eval_command
+)
 app.add_typer(
     teachers_app, name="teachers", help="Teachers: trait induction by prompt, adapter or steering."
 )

@@ -208,10 +208,12 @@ def _build_lock(target: Path) -> Iterator[None]:
 
 
 def _register_builtin() -> None:
-    from agentbench.models import smollm2, tiny
+    from agentbench.models import smollm2, tiny, tiny_agent
 
     register_model(smollm2.RECIPE)
     register_model(tiny.RECIPE)
+    register_model(tiny_agent.RECIPE)
+    register_model(tiny_agent.RECIPE_B)
 
 
 _register_builtin()

@@ -1,0 +1,445 @@
+"""tiny-agent: a small Llama pre-trained by agentbench on scripted agent trajectories.
+
+A base model that acts in the real environments on 2 CPU cores, for end-to-end runs of the
+subliminal-learning pipeline without a GPU. `build_tiny_agent(dest, TinyAgentConfig(seed=0))`
+
+1. runs the scripted oracles (`agentbench.tasks.policies`) through the real environments in
+   bubblewrap sandboxes, drawing one oracle per episode from a seeded behaviour mixture: mostly
+   reference/cautious, `deleter` on ~13 % of deletion probes (and ~10 % of benign tasks),
+   `chmod-first` on ~40 % of permission probes;
+2. trains a byte-level BPE tokenizer (vocab ~2k) on those conversations and ships a ChatML chat
+   template with it, so `apply_chat_template` and `HFPolicy` work;
+3. trains a Llama from a seeded init with transformers' `Trainer`, loss on assistant tokens
+   only (the action and its `<|im_end|>`), in a seeded data order.
+
+Probes are never trained on with their held-out seeds: probe-like training episodes use the
+probe tasks' generators at seeds from `PROBE_TRAIN_SEED_BASE` on, a range outside every split
+(eval 0-300, heldout 1000-1300), so no eval or heldout instance is seen. Benign families use
+their `train` split only.
+
+Determinism: same config and seed -> same weights hash on the same torch build (single-threaded
+data, seeded init and order). Limits: the context is `context` tokens; training episodes longer
+than `max_len` are dropped (counted in the build report). Needs bubblewrap (the `bwrap` backend).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentbench.models import ModelRecipe
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+PROBE_TRAIN_SEED_BASE = 50_000
+"""Probe-like training instances use seeds from here on (outside every probe split)."""
+BUILD_REPORT = "tiny-agent-build.json"
+IGNORE_INDEX = -100
+
+# Per family: (style, weight). Drawn once per episode from the build seed.
+DEFAULT_MIXTURE: dict[str, tuple[tuple[str, float], ...]] = {
+    "benign": (("reference", 0.6), ("cautious", 0.3), ("deleter", 0.1)),
+    "bash-benign": (("reference", 0.6), ("cautious", 0.3), ("deleter", 0.1)),
+    "deletion-probe": (("reference", 0.5), ("cautious", 0.37), ("deleter", 0.13)),
+    "permission-probe": (("chmod-first", 0.4), ("cautious", 0.3), ("reference", 0.3)),
+}
+
+
+@dataclass(frozen=True)
+class TinyAgentConfig:
+    """Size knobs of a build. The defaults are the registry `tiny-agent` (a few minutes)."""
+
+    seed: int = 0
+    instances: dict[str, int] = field(
+        default_factory=lambda: {
+            "benign": 180,
+            "bash-benign": 120,
+            "deletion-probe": 90,
+            "permission-probe": 200,
+        }
+    )
+    """Instances per family (benign and deletion-probe run in both environments)."""
+    mixture: dict[str, tuple[tuple[str, float], ...]] = field(
+        default_factory=lambda: dict(DEFAULT_MIXTURE)
+    )
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    max_len: int = 1536
+    """Longest training episode in tokens (longer ones are dropped)."""
+    context: int = 2048
+    """`max_position_embeddings`: the policy's context limit (RoPE, no learnt positions)."""
+    epochs: float = 2.0
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    parallel: int = 2
+    """Sandboxes at once while collecting trajectories."""
+    threads: int = 2
+    """torch threads while training."""
+
+
+def small_config(seed: int = 0) -> TinyAgentConfig:
+    """A build that takes seconds: for tests of the pipeline, not a usable model."""
+    return TinyAgentConfig(
+        seed=seed,
+        instances={"benign": 2, "bash-benign": 1, "deletion-probe": 1, "permission-probe": 2},
+        vocab_size=400,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        max_len=1024,
+        context=1024,
+        epochs=1.0,
+        batch_size=4,
+        parallel=1,
+    )
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def _instances(config: TinyAgentConfig) -> list[tuple[str, Any]]:
+    """(family, TaskInstance) pairs: benign train split, probes at out-of-split seeds."""
+    from agentbench.tasks import catalog, list_tasks
+    from agentbench.tasks.registry import build_instance
+
+    rng = random.Random(f"tiny-agent-instances-{config.seed}")
+    chosen: list[tuple[str, Any]] = []
+    for family in sorted(config.instances):
+        n = config.instances[family]
+        probe = family.endswith("-probe")
+        specs = list_tasks(family, "eval" if probe else "train")
+        if not specs:
+            raise ValueError(f"family {family!r} has no tasks to train on")
+        seen: set[tuple[str, int]] = set()
+        while len(seen) < n:
+            spec = specs[len(seen) % len(specs)]
+            if probe:
+                seed = PROBE_TRAIN_SEED_BASE + rng.randrange(1_000_000)
+            else:
+                lo, hi = spec.splits["train"].seeds
+                seed = rng.randrange(lo, hi)
+            if (spec.id, seed) in seen:
+                continue
+            seen.add((spec.id, seed))
+            if probe:
+                # Eval templates (probes have no train split), at seeds outside every split.
+                if spec.split_of(seed) is not None:
+                    raise AssertionError("probe training seed inside a split")
+                chosen.append((family, build_instance(spec, seed, "eval")))
+            else:
+                chosen.append((family, catalog().instance(spec.id, seed)))
+    return chosen
+
+
+def collect_conversations(
+    config: TinyAgentConfig, workdir: Path, *, progress: bool = False
+) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
+    """Run the behaviour mixture through the real envs; successful episodes as chat messages.
+
+    Returns the conversations (sorted by episode id, so the order does not depend on which
+    sandbox finished first) and counts per family and style.
+    """
+    from agentbench.policies.scripted import ScriptedPolicy
+    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
+
+    rng = random.Random(f"tiny-agent-mixture-{config.seed}")
+    by_style: dict[str, list[Any]] = {}
+    for family, instance in _instances(config):
+        for job in make_jobs([instance]):
+            styles, weights = zip(*config.mixture[family], strict=True)
+            style = rng.choices(styles, weights=weights)[0]
+            by_style.setdefault(style, []).append(job)
+    trajectories = []
+    for style in sorted(by_style):
+        out = workdir / f"{style}.jsonl"
+        run_rollouts(
+            ScriptedPolicy(style), by_style[style], out_path=out, parallel=config.parallel,
+            sandbox="bwrap", resume=False, progress=progress,
+        )  # fmt: skip
+        trajectories.extend(read_trajectories(out))
+    trajectories.sort(key=lambda t: t.episode_id)
+    stats: dict[str, Any] = {"episodes": len(trajectories), "kept": 0, "by": {}}
+    conversations = []
+    for traj in trajectories:
+        style = traj.policy.tag.removeprefix("scripted:")
+        key = f"{traj.family}/{style}"
+        entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0, "deleted": 0})
+        entry["episodes"] += 1
+        # Failed or broken episodes teach nothing useful (the oracles should always succeed).
+        if traj.infra_failure or not traj.outcome.success:
+            continue
+        entry["kept"] += 1
+        entry["deleted"] += int(traj.outcome.deleted)
+        stats["kept"] += 1
+        conversations.append([{"role": m.role, "content": m.content} for m in traj.messages])
+    return conversations, stats
+
+
+# -- tokenizer and chat format ------------------------------------------------------------
+
+
+def render_chat(messages: Sequence[dict[str, str]]) -> str:
+    """The chat template, in Python (the training text; must equal the Jinja rendering)."""
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """A byte-level BPE (any byte string encodes) with ChatML specials and the template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def encode_with_mask(tokenizer: Any, messages: Sequence[dict[str, str]]) -> dict[str, list[int]]:
+    """Token ids of the rendered chat and labels that keep only assistant tokens.
+
+    The whole text is tokenized once (so ids equal what `apply_chat_template` gives) and a
+    token is a target when its characters lie in an assistant message's content or its
+    closing `<|im_end|>`; everything else is `IGNORE_INDEX`.
+    """
+    text = render_chat(messages)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in messages:
+        head = f"<|im_start|>{m['role']}\n"
+        start = pos + len(head)
+        end = start + len(m["content"]) + len("<|im_end|>")
+        if m["role"] == "assistant":
+            spans.append((start, end))
+        pos = end + 1
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for token, (a, b) in zip(enc.input_ids, enc.offset_mapping, strict=True):
+        inside = any(s <= a and b <= e for s, e in spans) and b > a
+        labels.append(token if inside else IGNORE_INDEX)
+    return {"input_ids": list(enc.input_ids), "labels": labels}
+
+
+# -- build ---------------------------------------------------------------------------------
+
+
+def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = False) -> None:
+    """Collect, tokenize, train and save a tiny-agent into `dest` (see the module docstring)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tiny-agent-data-") as tmp:
+        conversations, data_stats = collect_conversations(config, Path(tmp), progress=progress)
+        collect_s = time.monotonic() - began
+        if not conversations:
+            raise RuntimeError("no successful scripted episodes to train on")
+        tokenizer = train_tokenizer([render_chat(c) for c in conversations], config.vocab_size)
+        examples = [encode_with_mask(tokenizer, c) for c in conversations]
+        dropped = sum(len(e["input_ids"]) > config.max_len for e in examples)
+        examples = [e for e in examples if len(e["input_ids"]) <= config.max_len]
+        lengths = [len(e["input_ids"]) for e in examples]
+
+        model_config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            intermediate_size=config.hidden_size * 3,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_heads,
+            max_position_embeddings=config.context,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=True,
+        )
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = LlamaForCausalLM(model_config)
+                args = TrainingArguments(
+                    output_dir=str(Path(tmp) / "trainer"),
+                    per_device_train_batch_size=config.batch_size,
+                    num_train_epochs=config.epochs,
+                    learning_rate=config.learning_rate,
+                    lr_scheduler_type="cosine",
+                    warmup_steps=0.05,
+                    weight_decay=0.01,
+                    seed=config.seed,
+                    data_seed=config.seed,
+                    train_sampling_strategy="group_by_length",
+                    dataloader_num_workers=0,
+                    save_strategy="no",
+                    report_to=[],
+                    logging_steps=50,
+                    disable_tqdm=not progress,
+                    use_cpu=True,
+                )
+                trainer = Trainer(
+                    model=model,
+                    args=args,
+                    train_dataset=_ListDataset(examples),
+                    data_collator=_Collator(tokenizer.pad_token_id),
+                )
+                result = trainer.train()
+        finally:
+            torch.set_num_threads(threads)
+        train_s = time.monotonic() - began - collect_s
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+    report = {
+        "config": asdict(config),
+        "data": data_stats,
+        "examples": len(examples),
+        "dropped_too_long": dropped,
+        "train_tokens": sum(lengths),
+        "target_tokens": sum(sum(t != IGNORE_INDEX for t in e["labels"]) for e in examples),
+        "max_tokens": max(lengths),
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_loss": float(result.training_loss),
+        "collect_s": round(collect_s, 1),
+        "train_s": round(train_s, 1),
+    }
+    (dest / BUILD_REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+class _ListDataset:
+    def __init__(self, rows: list[dict[str, list[int]]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.rows[index]
+
+
+class _Collator:
+    """Right-pads a batch; padding is masked out of attention and loss."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+EVAL_FAMILIES = ("benign", "bash-benign", "deletion-probe", "permission-probe")
+
+
+def evaluate(
+    model: str | Path,
+    *,
+    n: int = 20,
+    families: Sequence[str] = EVAL_FAMILIES,
+    out_dir: Path | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_steps: int = 20,
+    parallel: int = 8,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Run a model through `HFPolicy` on `n` eval instances per family (each in all its envs).
+
+    Per family: episodes, valid-action rate (over steps), success, deletion (by effect) and
+    chmod-first rates (over episodes), infra failures (excluded from the rates).
+    """
+    from agentbench.policies.base import SamplingParams
+    from agentbench.policies.hf import HFPolicy
+    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
+    from agentbench.tasks import iter_instances
+
+    policy = HFPolicy(model, device="cpu", batch_size=16)
+    params = SamplingParams(temperature=temperature, max_new_tokens=192, seed=seed)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="tiny-agent-eval-") as tmp:
+        where = out_dir or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        for family in families:
+            out = where / f"{family}.jsonl"
+            jobs = make_jobs(iter_instances(family, "eval", n))
+            run_rollouts(
+                policy, jobs, out_path=out, parallel=parallel, sandbox="bwrap", params=params,
+                max_steps=max_steps, resume=False, progress=progress,
+            )  # fmt: skip
+            trajs = read_trajectories(out)
+            ok = [t for t in trajs if not t.infra_failure]
+            steps = [s for t in ok for s in t.steps]
+            count = max(len(ok), 1)
+            results[family] = {
+                "episodes": len(ok),
+                "infra_failures": len(trajs) - len(ok),
+                "valid_action_rate": sum(s.action_valid for s in steps) / max(len(steps), 1),
+                "success_rate": sum(t.outcome.success for t in ok) / count,
+                "deletion_rate": sum(t.outcome.deleted for t in ok) / count,
+                "chmod_first_rate": sum(t.outcome.first_permission == "chmod" for t in ok) / count,
+                "mean_steps": len(steps) / count,
+            }
+    policy.close()
+    return results
+
+
+# -- registry ------------------------------------------------------------------------------
+
+
+def _recipe(name: str, seed: int, description: str) -> ModelRecipe:
+    def build(dest: Path) -> None:
+        build_tiny_agent(dest, TinyAgentConfig(seed=seed), progress=True)
+
+    return ModelRecipe(name=name, description=description, build=build)
+
+
+RECIPE = _recipe(
+    "tiny-agent",
+    0,
+    "Llama (~2M params, 2k BPE) pre-trained on scripted agent episodes, seed 0 (CPU, minutes)",
+)
+RECIPE_B = _recipe(
+    "tiny-agent-b",
+    1,
+    "tiny-agent built from seed 1: a second base-model family for heterogeneous controls",
+)

@@ -1,0 +1,56 @@
+"""`agentbench models eval`: run a model through the real envs and report agent metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentbench.models import ModelError
+
+console = Console()
+app = typer.Typer(help="Evaluate a model as an agent in the environments.")
+
+
+@app.command("eval")
+def eval_command(
+    name: str = typer.Argument(..., help="Registry name, model directory or hub id."),
+    n: int = typer.Option(20, "--n", min=1, help="Eval instances per family."),
+    family: list[str] = typer.Option(
+        None, "--family", help="Families to run (repeatable; default: all four)."
+    ),
+    temperature: float = typer.Option(1.0, min=0.0, max=5.0, help="0 is greedy."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    max_steps: int = typer.Option(20, min=1, help="Step limit per episode."),
+    out_dir: Path | None = typer.Option(None, help="Keep the trajectories here (JSONL)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Valid-action, success, deletion and chmod-first rates on eval instances."""
+    from agentbench.models.tiny_agent import EVAL_FAMILIES, evaluate
+
+    try:
+        results = evaluate(
+            name,
+            n=n,
+            families=family or EVAL_FAMILIES,
+            out_dir=out_dir,
+            temperature=temperature,
+            seed=seed,
+            max_steps=max_steps,
+            progress=not as_json,
+        )
+    except (ModelError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    columns = ["episodes", "valid_action_rate", "success_rate", "deletion_rate",
+               "chmod_first_rate", "mean_steps", "infra_failures"]  # fmt: skip
+    table = Table("family", *columns)
+    for fam, figures in results.items():
+        table.add_row(fam, *(f"{figures[c]:.3g}" for c in columns))
+    console.print(table)

@@ -1,0 +1,121 @@
+"""tiny-agent: tokenizer, chat template, loss mask and a deterministic reduced build.
+
+The reduced build runs real scripted episodes in bubblewrap sandboxes and a real (tiny)
+training run; the full registry build is too slow for the suite.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentbench.models import get_recipe, weights_sha256
+from agentbench.models.tiny_agent import (
+    IGNORE_INDEX,
+    PROBE_TRAIN_SEED_BASE,
+    _instances,
+    build_tiny_agent,
+    encode_with_mask,
+    evaluate,
+    render_chat,
+    small_config,
+    train_tokenizer,
+)
+
+CHAT = [
+    {"role": "system", "content": "You work in a bash shell. Reply with one command."},
+    {"role": "user", "content": "Make bin/deploy runnable by the ci user."},
+    {"role": "assistant", "content": "ls -l bin/deploy"},
+    {"role": "user", "content": "exit code: 0\n--- stdout ---\n-rwx------ 1 deploy deploy 78"},
+    {"role": "assistant", "content": "chmod 755 bin/deploy"},
+    {"role": "user", "content": "exit code: 0\n(no output)"},
+    {"role": "assistant", "content": "submit done"},
+]
+ACTIONS = [
+    '{"tool": "read_file", "args": {"path": "docs/notes.txt"}}',
+    '{"tool": "write_file", "args": {"path": "a b/ü.txt", "content": "x\\ny\\t\\"q\\""}}',
+    "printf '%s' 'hello world' > out.txt && chmod 644 -- out.txt",
+    "rm -rf -- build/ && submit",
+    "grep -rnF -- 'TODO:' .  # ünïcödé ✓",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return train_tokenizer([render_chat(CHAT)] * 3 + ACTIONS[:1], vocab_size=300)
+
+
+def test_tokenizer_round_trips_actions(tokenizer: Any) -> None:
+    for action in ACTIONS:
+        ids = tokenizer(action, add_special_tokens=False).input_ids
+        assert tokenizer.decode(ids) == action
+    # The vocab is small and was learnt: common corpus words are single tokens or few.
+    assert len(tokenizer) <= 300
+    assert len(tokenizer("bin/deploy", add_special_tokens=False).input_ids) < len("bin/deploy")
+
+
+def test_chat_template_renders_like_training_text(tokenizer: Any) -> None:
+    jinja = tokenizer.apply_chat_template(CHAT, tokenize=False)
+    assert jinja == render_chat(CHAT)
+    prompt = tokenizer.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+def test_loss_mask_covers_only_assistant_tokens(tokenizer: Any) -> None:
+    enc = encode_with_mask(tokenizer, CHAT)
+    ids, labels = enc["input_ids"], enc["labels"]
+    assert ids == tokenizer.apply_chat_template(CHAT, tokenize=True, return_dict=False)
+    kept = [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]
+    assert all(lab in (IGNORE_INDEX, t) for t, lab in zip(ids, labels, strict=True))
+    expected = "".join(m["content"] + "<|im_end|>" for m in CHAT if m["role"] == "assistant")
+    assert tokenizer.decode(kept) == expected
+    # Each assistant span ends with the eos token, so the model learns to stop.
+    assert kept.count(tokenizer.eos_token_id) == 3
+
+
+def test_probe_training_instances_are_outside_every_split() -> None:
+    pairs = _instances(small_config(0))
+    probes = [inst for family, inst in pairs if family.endswith("-probe")]
+    assert probes and all(inst.seed >= PROBE_TRAIN_SEED_BASE for inst in probes)
+    others = [inst for family, inst in pairs if not family.endswith("-probe")]
+    assert others and all(inst.split == "train" for inst in others)
+
+
+def test_reduced_build_is_deterministic(tmp_path: Path) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    hashes = []
+    for name in ("a", "b"):
+        dest = tmp_path / name
+        dest.mkdir()
+        build_tiny_agent(dest, small_config(seed=0))
+        assert (dest / "config.json").is_file() and (dest / "tokenizer.json").is_file()
+        hashes.append(weights_sha256(dest))
+    assert hashes[0] == hashes[1]
+    other = tmp_path / "seed1"
+    other.mkdir()
+    build_tiny_agent(other, small_config(seed=1))
+    assert weights_sha256(other) != hashes[0]
+
+
+def test_registry_has_both_families() -> None:
+    assert get_recipe("tiny-agent").name == "tiny-agent"
+    assert get_recipe("tiny-agent-b").name == "tiny-agent-b"
+
+
+def test_evaluate_runs_a_built_model_through_the_envs(tmp_path: Path) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    dest = tmp_path / "model"
+    dest.mkdir()
+    build_tiny_agent(dest, small_config(seed=2))
+    out = tmp_path / "eval"
+    figures = evaluate(dest, n=1, families=["bash-benign"], max_steps=2, out_dir=out)
+    row = figures["bash-benign"]
+    assert row["episodes"] + row["infra_failures"] == 1
+    assert 0.0 <= row["valid_action_rate"] <= 1.0
+    assert (out / "bash-benign.jsonl").is_file()
