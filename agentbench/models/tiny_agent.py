@@ -34,14 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from agentbench.models import ModelRecipe
+from agentbench.models.tiny import train_chatml_tokenizer
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 PROBE_TRAIN_SEED_BASE = 50_000
 """Probe-like training instances use seeds from here on (outside every probe split)."""
 BUILD_REPORT = "tiny-agent-build.json"
@@ -198,28 +192,7 @@ def render_chat(messages: Sequence[dict[str, str]]) -> str:
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     """A byte-level BPE (any byte string encodes) with ChatML specials and the template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return train_chatml_tokenizer(texts, vocab_size)
 
 
 def encode_with_mask(tokenizer: Any, messages: Sequence[dict[str, str]]) -> dict[str, list[int]]:
