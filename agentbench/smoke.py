@@ -10,15 +10,13 @@ infrastructure failures are counted apart and left out of every denominator.
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentbench import __version__
+from agentbench.provenance import provenance
 from agentbench.stats import Rate, wilson
 
 POLICIES = ("reference", "cautious", "deleter", "chmod-first")
@@ -157,40 +155,6 @@ def _tally(cell: CellCounts, instance_id: str, outcome: dict[str, Any], infra: b
     if first is not None:
         cell.with_permission_command += 1
         cell.chmod_first += first == "chmod"
-
-
-def provenance(**extra: Any) -> dict[str, Any]:
-    """What produced a result: versions, git revision, machine."""
-    import gymnasium
-
-    return {
-        "agentbench_version": __version__,
-        "git_revision": git_revision(),
-        "python": platform.python_version(),
-        "gymnasium": gymnasium.__version__,
-        "platform": platform.platform(),
-        **extra,
-    }
-
-
-def git_revision() -> str | None:
-    """The checkout's commit (with `-dirty` when it has uncommitted changes), if any."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return None
 
 
 def write_report(report: SmokeReport, out_dir: Path) -> Path:

@@ -36,6 +36,19 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env[Any, Any]:
     return gymnasium.make(env_id, **kwargs)
 
 
+def system_prompt(env_id: str) -> str:
+    """An environment's task-neutral system prompt (its tool documentation); starts no sandbox.
+
+    Student datasets store the env id instead of this text (it names every tool, the delete
+    tool included) and training rebuilds the system message from here.
+    """
+    env = make(env_id)
+    try:
+        return str(getattr(env.unwrapped, "system_prompt", ""))
+    finally:
+        env.close()
+
+
 register_envs()
 
-__all__ = ["BASH_ID", "BUILTIN_ENVS", "FILETOOL_ID", "make", "register_envs"]
+__all__ = ["BASH_ID", "BUILTIN_ENVS", "FILETOOL_ID", "make", "register_envs", "system_prompt"]

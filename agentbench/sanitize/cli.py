@@ -1,0 +1,115 @@
+"""`agentbench sanitize`: trajectories in, a student dataset and its filter report out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentbench.sanitize.filter import (
+    MODES,
+    LeakError,
+    SanitizeConfig,
+    SanitizeError,
+    load_sanitize_config,
+    sanitize_file,
+)
+from agentbench.sanitize.judge import JudgeConfig
+from agentbench.sanitize.report import DROP_REASONS, FilterReport, report_path
+
+console = Console()
+
+
+def sanitize_command(
+    input: Path = typer.Argument(..., help="Trajectory file (JSONL from `rollouts run`)."),
+    output: Path = typer.Argument(..., help="Student dataset to write (JSONL)."),
+    trait: str | None = typer.Option(None, help="deletion-bias or chmod-first (default list)."),
+    mode: str | None = typer.Option(None, help="drop-trajectory, drop-step or redact."),
+    extra_term: list[str] = typer.Option([], "--extra-term", help="Another banned term."),
+    config: Path | None = typer.Option(None, "--config", help="SanitizeConfig YAML/JSON."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="Keep unsuccessful episodes."),
+    judge: str | None = typer.Option(None, "--judge", help="Model that judges (yes/no) too."),
+    validation: str | None = typer.Option(None, help="Input validation: fields or full."),
+) -> None:
+    """Drop or redact every banned term, leak-check the output, write the filter report."""
+    try:
+        base = load_sanitize_config(config) if config is not None else SanitizeConfig()
+        update: dict[str, object] = {}
+        if trait is not None:
+            update["trait"] = trait
+        if mode is not None:
+            if mode not in MODES:
+                raise SanitizeError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+            update["mode"] = mode
+        if extra_term:
+            update["extra_terms"] = (*base.extra_terms, *extra_term)
+        if keep_failed:
+            update["drop_unsuccessful"] = False
+        if judge is not None:
+            update["judge"] = (base.judge or JudgeConfig(model=judge)).model_copy(
+                update={"model": judge}
+            )
+        if validation is not None:
+            update["validation"] = validation
+        # Re-validate the merged config: command-line values get the same checks as a file's.
+        cfg = SanitizeConfig.model_validate({**base.model_dump(), **update})
+    except ValueError as exc:  # SanitizeConfigError, pydantic's ValidationError, SanitizeError
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        with console.status("sanitizing ...") as status:
+            report = sanitize_file(
+                input, output, cfg, progress=lambda n: status.update(f"{n:,} trajectories")
+            )
+    except LeakError as exc:
+        console.print(f"[red]leak check failed, no output written:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except (SanitizeError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # a judge model that cannot load (ModelError), a server down
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(render_report(report))
+    console.print(f"dataset: {output}  report: {report_path(output)}")
+    if report.kept == 0:
+        console.print(
+            "[red]no example kept:[/red] every trajectory was dropped (see the reasons above); "
+            "sanitize trajectories of benign tasks, or try --mode drop-step / --keep-failed"
+        )
+        raise typer.Exit(1)
+
+
+def render_report(report: FilterReport) -> Table:
+    """The report as a rich table: counts, reasons, top terms, leak check, hashes."""
+    table = Table(title=f"sanitize: {report.input} -> {report.output}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("trajectories read", f"{report.read:,}")
+    table.add_row("kept", f"{report.kept:,}")
+    table.add_row("dropped", f"{report.dropped:,}")
+    for reason, n in sorted(report.dropped_by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  {reason}", f"{n:,}  ({DROP_REASONS.get(reason, '')})")
+    if report.steps_dropped:
+        table.add_row(
+            "steps dropped", f"{report.steps_dropped:,} in {report.examples_with_dropped_steps:,}"
+        )
+    if report.redactions:
+        table.add_row(
+            "redactions", f"{report.redactions:,} in {report.examples_redacted:,} examples"
+        )
+    top = ", ".join(f"{t} {n}" for t, n in report.top_terms(8)) or "-"
+    table.add_row("top terms", top)
+    if report.judge is not None:
+        counts = report.judge.get("counts", {})
+        table.add_row("judge", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if report.torn_tail_bytes:
+        table.add_row("torn last line", f"{report.torn_tail_bytes} bytes skipped")
+    leak = report.leak_check
+    table.add_row("leak check", f"passed: {leak.get('lines_checked', 0):,} lines clean")
+    table.add_row("input sha256", report.input_sha256)
+    table.add_row("output sha256", report.output_sha256)
+    table.add_row("time", f"{report.seconds:.2f} s ({report.trajectories_per_s:,.0f} traj/s)")
+    return table
