@@ -33,13 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentbench.distill.data import IGNORE_INDEX
+from agentbench.distill.data import encode_chat as encode_with_mask
 from agentbench.models import ModelRecipe
 from agentbench.models.tiny import train_chatml_tokenizer
 
 PROBE_TRAIN_SEED_BASE = 50_000
 """Probe-like training instances use seeds from here on (outside every probe split)."""
 BUILD_REPORT = "tiny-agent-build.json"
-IGNORE_INDEX = -100
 
 # Per family: (style, weight). Drawn once per episode from the build seed.
 DEFAULT_MIXTURE: dict[str, tuple[tuple[str, float], ...]] = {
@@ -55,6 +56,10 @@ class TinyAgentConfig:
     """Size knobs of a build. The defaults are the registry `tiny-agent` (a few minutes)."""
 
     seed: int = 0
+    """Seeds the data: which instances, which oracle per episode (and so the tokenizer)."""
+    init_seed: int | None = None
+    """Seeds the weights' init and the data order; None: `seed`. Two builds that differ only
+    here share data and tokenizer (logit distillation between them works) but not weights."""
     instances: dict[str, int] = field(
         default_factory=lambda: {
             "benign": 180,
@@ -195,31 +200,6 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     return train_chatml_tokenizer(texts, vocab_size)
 
 
-def encode_with_mask(tokenizer: Any, messages: Sequence[dict[str, str]]) -> dict[str, list[int]]:
-    """Token ids of the rendered chat and labels that keep only assistant tokens.
-
-    The whole text is tokenized once (so ids equal what `apply_chat_template` gives) and a
-    token is a target when its characters lie in an assistant message's content or its
-    closing `<|im_end|>`; everything else is `IGNORE_INDEX`.
-    """
-    text = render_chat(messages)
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for m in messages:
-        head = f"<|im_start|>{m['role']}\n"
-        start = pos + len(head)
-        end = start + len(m["content"]) + len("<|im_end|>")
-        if m["role"] == "assistant":
-            spans.append((start, end))
-        pos = end + 1
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
-    for token, (a, b) in zip(enc.input_ids, enc.offset_mapping, strict=True):
-        inside = any(s <= a and b <= e for s, e in spans) and b > a
-        labels.append(token if inside else IGNORE_INDEX)
-    return {"input_ids": list(enc.input_ids), "labels": labels}
-
-
 # -- build ---------------------------------------------------------------------------------
 
 
@@ -256,8 +236,9 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
         threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:
+            init_seed = config.seed if config.init_seed is None else config.init_seed
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed)
+                torch.manual_seed(init_seed)
                 model = LlamaForCausalLM(model_config)
                 args = TrainingArguments(
                     output_dir=str(Path(tmp) / "trainer"),
@@ -267,8 +248,8 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
                     lr_scheduler_type="cosine",
                     warmup_steps=0.05,
                     weight_decay=0.01,
-                    seed=config.seed,
-                    data_seed=config.seed,
+                    seed=init_seed,
+                    data_seed=init_seed,
                     train_sampling_strategy="group_by_length",
                     dataloader_num_workers=0,
                     save_strategy="no",
@@ -399,20 +380,25 @@ def evaluate(
 # -- registry ------------------------------------------------------------------------------
 
 
-def _recipe(name: str, seed: int, description: str) -> ModelRecipe:
-    def build(dest: Path) -> None:
-        build_tiny_agent(dest, TinyAgentConfig(seed=seed), progress=True)
+RECIPE_VERSION = 2
+"""Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
-    return ModelRecipe(name=name, description=description, build=build)
+
+def _recipe(name: str, config: TinyAgentConfig, description: str) -> ModelRecipe:
+    def build(dest: Path) -> None:
+        build_tiny_agent(dest, config, progress=True)
+
+    return ModelRecipe(name=name, description=description, build=build, version=RECIPE_VERSION)
 
 
 RECIPE = _recipe(
     "tiny-agent",
-    0,
-    "Llama (~2M params, 2k BPE) pre-trained on scripted agent episodes, seed 0 (CPU, minutes)",
+    TinyAgentConfig(seed=0),
+    "Llama (~1M params, 2k BPE) pre-trained on scripted agent episodes, seed 0 (CPU, minutes)",
 )
 RECIPE_B = _recipe(
     "tiny-agent-b",
-    1,
-    "tiny-agent built from seed 1: a second base-model family for heterogeneous controls",
+    TinyAgentConfig(seed=0, init_seed=1),
+    "tiny-agent's data and tokenizer from another initialisation and data order: the "
+    "heterogeneous student (logit distillation needs the shared vocabulary)",
 )

@@ -1,0 +1,117 @@
+"""`agentbench distill DATA [OUT]`: distill a student from a sanitized student dataset.
+
+Mounted by `agentbench/cli.py` as `app.command("distill", ...)(distill_command)`; `app` here
+holds the same command alone (for tests and `python -m`-style use).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+app = typer.Typer(help="Distil a student from a student dataset.", no_args_is_help=True)
+
+
+def distill_command(
+    data: Path = typer.Argument(..., help="Student dataset (JSONL, from `agentbench sanitize`)."),
+    out: Path | None = typer.Argument(
+        None, help="Output directory (default: content-addressed under the agentbench cache)."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="DistillConfig YAML/JSON file."),
+    mode: str | None = typer.Option(None, help="sft-lora | sft-full | logit-kl."),
+    student: str | None = typer.Option(None, help="Student base: registry name or directory."),
+    teacher: str | None = typer.Option(None, help="logit-kl teacher: registry name or directory."),
+    teacher_adapter: Path | None = typer.Option(None, help="PEFT adapter merged into the teacher."),
+    epochs: float | None = typer.Option(None, help="Training epochs (default 4)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 5e-4)."),
+    seed: int | None = typer.Option(None, help="Seed: data order and adapter init."),
+    batch_size: int | None = typer.Option(None, help="Examples per optimizer step."),
+    max_length: int | None = typer.Option(None, help="Longest example in tokens."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
+    threads: int | None = typer.Option(None, help="torch threads (default 1)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if a finished run matches."),
+    progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
+) -> None:
+    """Distil a student (SFT LoRA, full SFT or masked logit KL); prints a summary table."""
+    from agentbench.distill.config import DistillConfigError, load_distill_config, validate_config
+    from agentbench.distill.data import DistillDataError
+    from agentbench.distill.manifest import MANIFEST, distill, read_manifest
+    from agentbench.distill.sft import DistillError
+
+    overrides: dict[str, Any] = {
+        "mode": mode,
+        "student": student,
+        "epochs": epochs,
+        "learning_rate": lr,
+        "seed": seed,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "max_steps": max_steps,
+        "torch_threads": threads,
+    }
+    if teacher is not None:
+        overrides["teacher"] = {"model": teacher, "adapter": teacher_adapter}
+    elif teacher_adapter is not None:
+        console.print("[red]error:[/red] --teacher-adapter needs --teacher")
+        raise typer.Exit(2)
+    started = time.time()
+    try:
+        if config is not None:
+            cfg = load_distill_config(config, **overrides)
+        else:
+            given = {k: v for k, v in overrides.items() if v is not None}
+            cfg = validate_config(given, source="the command line")
+        where = distill(cfg, data, out, force=force, progress=progress)
+    except (DistillConfigError, DistillDataError, DistillError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    manifest = read_manifest(where)
+    if manifest is None:  # distill always writes one; a vanished directory is not ours
+        console.print(f"[red]error:[/red] {where} has no readable {MANIFEST}")
+        raise typer.Exit(1)
+    reused = (where / MANIFEST).stat().st_mtime < started
+    console.print(summary_table(manifest.model_dump(), where, reused))
+
+
+def summary_table(manifest: dict[str, Any], where: Path, reused: bool) -> Table:
+    """The run at a glance: data, model, steps, loss, throughput, output."""
+    data, train, output = manifest["data"], manifest["train"], manifest["output"]
+    teacher = manifest.get("teacher") or {}
+    table = Table("", "", title="distillation" + (" (reused finished run)" if reused else ""))
+
+    def loss(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, int | float) else "-"
+
+    dropped = data["dropped_too_long"] + data["dropped_no_targets"]
+    rows = [
+        ("mode", manifest["mode"]),
+        ("student", manifest["student"]["model"]),
+        ("teacher", str(teacher.get("model", "-"))),
+        ("examples", f"{data['kept']} kept of {data['examples']} ({dropped} dropped, "
+                     f"{data['truncated']} truncated; max_length {data['max_length']})"),
+        ("steps / epochs", f"{train['steps']} / {train['epochs']:g}"),
+        ("loss first -> last", f"{loss(train['loss_first'])} -> {loss(train['loss_last'])}"),
+        ("tokens seen (targets)", f"{train['tokens_seen']} ({train['target_tokens_seen']})"),
+        ("tokens/s", f"{train['tokens_per_s']:.0f}"),
+        ("train wall s", f"{train['wall_s']:.1f}"),
+        ("output", f"{output['kind']} sha256 {output['weights_sha256'][:16]}"),
+        ("directory", str(where)),
+    ]  # fmt: skip
+    banned = manifest.get("banned")
+    if banned:
+        rows.insert(
+            3, ("banned tokens", f"{banned['count']} everywhere, {banned['continuation_rules']} "
+                                 f"in context ({len(banned['unmaskable_terms'])} terms unmaskable)")
+        )  # fmt: skip
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+app.command("distill")(distill_command)

@@ -1,0 +1,200 @@
+"""`DistillConfig`: how a student is distilled from a student dataset (one file, YAML or JSON).
+
+Three modes (`mode`):
+
+- ``"sft-lora"``: supervised fine-tuning on the sampled trajectories with a LoRA adapter (PEFT)
+  on the student, AdamW (Blank et al.: transfer needs LoRA trained with Adam);
+- ``"sft-full"``: the same loss, every weight trained;
+- ``"logit-kl"``: the student matches the teacher's next-token distribution at the assistant
+  positions (forward KL(teacher || student)), with the banned tokens' probability masked out
+  of the soft labels and renormalised (`agentbench.distill.logits`). Needs `teacher`.
+
+Defaults follow Dang et al. (LoRA r=16, alpha=32, dropout 0.05 on q/k/v/o, lr 5e-4, 4 epochs).
+
+The teacher's trait system prompt is not used for the soft labels unless
+`teacher.system_prompt` is set. Why: with the prompt in context the teacher's distribution
+conditions on an explicit instruction the student never sees, so logit-kl becomes context
+distillation of the prompted behaviour (a different, overt channel), not transfer through the
+teacher's weights on the very tokens the student trains on. Set it to study that channel on
+purpose; the soft labels are then read at the same assistant tokens, positions shifted by the
+prompt's length.
+
+Configs are untrusted files: unknown keys, a teacher in an SFT mode or none in logit-kl are
+refused; `load_distill_config` names the file and field (`DistillConfigError`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Mode = Literal["sft-lora", "sft-full", "logit-kl"]
+MODES: tuple[Mode, ...] = ("sft-lora", "sft-full", "logit-kl")
+
+
+class DistillConfigError(ValueError):
+    """A distillation config file cannot be read or is invalid (names the file and field)."""
+
+
+class LoraParams(BaseModel):
+    """The LoRA adapter (PEFT `LoraConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(16, ge=1, le=1024)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class TeacherSpec(BaseModel):
+    """The logit-kl teacher: a model (registry name, directory or hub id) and optional adapter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1)
+    adapter: Path | None = None
+    """A PEFT adapter directory merged into the teacher's weights (adapter induction)."""
+    system_prompt: str | None = None
+    """A trait prompt put before the system message for the soft labels only (see module doc)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
+class DistillConfig(BaseModel):
+    """One distillation run. Every field is part of the output's cache key but `torch_threads`,
+    `logging_steps` and `progress`-like fields that do not change the result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    student: str = Field(min_length=1)
+    """The student's base model: registry name, local directory or hub id (`resolve_model`).
+    Required: homogeneous (the teacher's base) or heterogeneous init is the experiment's
+    choice, and a registry name that is not built yet is built on first use (tiny-agent:
+    minutes)."""
+    mode: Mode = "sft-lora"
+    teacher: TeacherSpec | None = None
+    """Required for logit-kl, refused otherwise (SFT reads the teacher only through the data)."""
+    kl_student: Literal["lora", "full"] = "lora"
+    """What logit-kl trains in the student: a LoRA adapter (`lora`) or every weight."""
+    lora: LoraParams = LoraParams()
+    learning_rate: float = Field(5e-4, gt=0, le=1.0)
+    epochs: float = Field(4.0, gt=0, le=1000)
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides `epochs`; for benchmarks and smoke runs)."""
+    batch_size: int = Field(4, ge=1, le=4096)
+    grad_accum: int = Field(1, ge=1, le=4096)
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    max_length: int | None = Field(None, ge=8)
+    """Longest example in tokens; None: the student's `max_position_embeddings`."""
+    overlong: Literal["drop", "truncate"] = "drop"
+    """Examples longer than `max_length`: dropped (counted) or cut at `max_length`."""
+    seed: int = 0
+    banned_terms: tuple[str, ...] | None = None
+    """logit-kl soft-label mask. None: the sanitizer's documented list for `banned_trait`."""
+    banned_trait: str = "deletion-bias"
+    kl_temperature: float = Field(1.0, gt=0.0, le=100.0)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    torch_threads: int = Field(1, ge=1, le=512)
+    logging_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _teacher_matches_mode(self) -> DistillConfig:
+        if self.mode == "logit-kl" and self.teacher is None:
+            raise ValueError("mode 'logit-kl' needs `teacher: {model: ..., adapter: ...}`")
+        if self.mode != "logit-kl" and self.teacher is not None:
+            raise ValueError(
+                f"`teacher` is set but mode is {self.mode!r}: SFT learns from the sampled "
+                "trajectories only; drop `teacher` or use mode 'logit-kl'"
+            )
+        return self
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.mode == "sft-lora" or (self.mode == "logit-kl" and self.kl_student == "lora")
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that decide the result (the cache key's config part)."""
+        data = self.model_dump(mode="json")
+        for name in ("torch_threads", "logging_steps"):
+            data.pop(name, None)
+        return data
+
+    def with_base(self, base: Path) -> DistillConfig:
+        """Relative local paths (student, teacher model, adapter) made relative to `base`."""
+        update: dict[str, Any] = {}
+        if self.student.startswith(".") and (base / self.student).is_dir():
+            update["student"] = str(base / self.student)
+        if self.teacher is not None:
+            teacher: dict[str, Any] = {}
+            if self.teacher.adapter is not None and not self.teacher.adapter.is_absolute():
+                teacher["adapter"] = base / self.teacher.adapter
+            if self.teacher.model.startswith(".") and (base / self.teacher.model).is_dir():
+                teacher["model"] = str(base / self.teacher.model)
+            if teacher:
+                update["teacher"] = self.teacher.model_copy(update=teacher)
+        return self.model_copy(update=update) if update else self
+
+
+def load_distill_config(path: str | Path, **overrides: Any) -> DistillConfig:
+    """Read a config from YAML or JSON (relative paths are relative to the file), then apply
+    `overrides` (CLI options; None values are ignored).
+
+    Raises `DistillConfigError` naming the file and the offending field.
+    """
+    import yaml
+
+    source = Path(path)
+    try:
+        raw = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DistillConfigError(f"cannot read {source}: {exc}") from None
+    try:
+        data = json.loads(raw) if source.suffix == ".json" else yaml.safe_load(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise DistillConfigError(f"{source} is not valid YAML/JSON: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DistillConfigError(f"{source} must hold a mapping of config keys")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_config(data, source=str(source)).with_base(source.resolve().parent)
+
+
+def validate_config(data: dict[str, Any], *, source: str = "config") -> DistillConfig:
+    """`DistillConfig` from a mapping; `DistillConfigError` lists each bad field by name."""
+    try:
+        return DistillConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"  {where}: {err['msg']}")
+        raise DistillConfigError(
+            f"invalid distillation config {source}:\n" + "\n".join(problems)
+        ) from None
+
+
+def resolve_banned_terms(config: DistillConfig) -> tuple[tuple[str, ...], str]:
+    """The soft-label mask's terms and where they came from (`config` or `sanitizer`).
+
+    Default: the sanitizer's documented list for `banned_trait`
+    (`agentbench.sanitize.keywords.default_terms`), so the soft-label mask and the data filter
+    ban the same words. Raises `DistillConfigError` for a trait without a list.
+    """
+    if config.banned_terms is not None:
+        return tuple(config.banned_terms), "config"
+    from agentbench.sanitize.keywords import default_terms
+
+    try:
+        return tuple(default_terms(config.banned_trait)), "sanitizer"
+    except ValueError as exc:
+        raise DistillConfigError(f"banned_trait: {exc}; or give banned_terms") from None

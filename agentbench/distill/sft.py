@@ -1,0 +1,325 @@
+"""Supervised distillation on sampled trajectories: TRL `SFTTrainer`, LoRA (PEFT) or full.
+
+The trainer gets the rows of `agentbench.distill.data.encode_examples` as a pre-tokenized
+`datasets.Dataset` (`input_ids`, `labels`) with `dataset_kwargs={"skip_prepare_dataset":
+True}` and our own padding collator, so TRL neither re-tokenizes, truncates, packs nor rebuilds
+labels: the loss mask is exactly ours (TRL 1.x documents that a `labels` column is used as is).
+SFTConfig's CPU-unfriendly defaults (bf16 autocast, gradient checkpointing) are switched off.
+
+Optimizer: AdamW (`adamw_torch`), after Blank et al. (transfer needs LoRA with Adam, not SGD).
+Determinism: `transformers.set_seed(seed)` before the model is loaded and the adapter is
+initialised, and `seed`/`data_seed` for the sampler, so one seed gives one adapter (same torch
+build, single-threaded). Output: the adapter (LoRA) or the whole model, plus the tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentbench.distill.config import DistillConfig
+from agentbench.distill.data import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DistillError(RuntimeError):
+    """A distillation run cannot start or produced nothing (no steps, no model)."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run did (written into the manifest)."""
+
+    kind: str
+    """`adapter` (a PEFT LoRA adapter directory) or `model` (a full transformers model)."""
+    steps: int
+    epochs: float
+    train_loss: float
+    loss_history: list[tuple[int, float]]
+    tokens_seen: int
+    target_tokens_seen: int
+    wall_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class PadCollator:
+    """Right-pads rows: `input_ids` with the pad id, `labels` with IGNORE_INDEX, plus the
+    attention mask; `teacher_input_ids` (logit-kl with a teacher prompt) likewise."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        out = self._pad(rows, "input_ids", "labels", "attention_mask")
+        if "teacher_input_ids" in rows[0]:
+            teacher = self._pad(rows, "teacher_input_ids", None, "teacher_attention_mask")
+            out.update(teacher)
+            out["teacher_offset"] = torch.tensor([int(r["teacher_offset"]) for r in rows])
+        return out
+
+    def _pad(
+        self, rows: list[dict[str, Any]], ids_key: str, labels_key: str | None, mask_key: str
+    ) -> dict[str, torch.Tensor]:
+        import torch
+
+        width = max(len(r[ids_key]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r[ids_key])
+            ids[i, :n] = torch.tensor(r[ids_key])
+            mask[i, :n] = 1
+            if labels_key is not None:
+                labels[i, :n] = torch.tensor(r[labels_key])
+        out = {ids_key: ids, mask_key: mask}
+        if labels_key is not None:
+            out[labels_key] = labels
+        return out
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as exc:
+        raise DistillError(f"cannot load the tokenizer of {path}: {exc}") from exc
+
+
+def pad_id(tokenizer: Any) -> int:
+    value = tokenizer.pad_token_id
+    if value is None:
+        value = tokenizer.eos_token_id
+    if value is None:
+        raise DistillError("the student's tokenizer has neither a pad nor an eos token")
+    return int(value)
+
+
+def load_causal_lm(path: Path, dtype: str, adapter: Path | None = None) -> Any:
+    """A causal LM from a directory (PEFT `adapter` merged into it). Raises `DistillError`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except Exception as exc:
+        raise DistillError(f"cannot load the model in {path}: {exc}") from exc
+    if adapter is not None:
+        try:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        except Exception as exc:
+            raise DistillError(f"cannot apply the adapter in {adapter}: {exc}") from exc
+    return model
+
+
+def prepare_student(config: DistillConfig, path: Path) -> Any:
+    """The student, seeded: a LoRA-wrapped model when the mode trains an adapter."""
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    model = load_causal_lm(path, config.dtype)
+    if not config.uses_lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in config.lora.target_modules if m not in present]
+    if missing:
+        raise DistillError(
+            f"LoRA target modules {missing} are not in {path} (its module names include "
+            f"{sorted(n for n in present if 'proj' in n)[:12]}): set lora.target_modules"
+        )
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[str, Any]:
+    """Arguments shared by the SFT and logit-kl trainers (`TrainingArguments` fields)."""
+    return {
+        "output_dir": str(out),
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps if config.max_steps is not None else -1,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_ratio,
+        "weight_decay": config.weight_decay,
+        "optim": "adamw_torch",
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "logging_steps": config.logging_steps,
+        "save_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "include_num_input_tokens_seen": "non_padding",
+        "bf16": False,
+        "fp16": False,
+        "gradient_checkpointing": False,
+    }
+
+
+def expected_steps(config: DistillConfig, rows: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_epoch = math.ceil(rows / config.batch_size)
+    return math.ceil(per_epoch / config.grad_accum * config.epochs) if per_epoch else 0
+
+
+def counting(trainer_class: type) -> type:
+    """`trainer_class` counting the target tokens of the batches it trains on (the collator
+    cannot: the data loader collates one batch ahead of a `max_steps` stop)."""
+
+    class Counting(trainer_class):
+        target_tokens_seen = 0
+
+        def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kw: Any) -> Any:
+            self.target_tokens_seen += int((inputs["labels"] != IGNORE_INDEX).sum())
+            return super().training_step(model, inputs, *args, **kw)
+
+    Counting.__name__ = Counting.__qualname__ = f"Counting{trainer_class.__name__}"
+    return Counting
+
+
+def run_trainer(trainer: Any, kind: str) -> TrainResult:
+    """Train, refusing a zero-step run, and summarise the trainer's log."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    # One quiet bar with the running loss instead of a printed dict per logging step.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not trainer.args.disable_tqdm:
+        trainer.add_callback(_loss_bar())
+    started = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - started
+    state = trainer.state
+    if state.global_step < 1:
+        raise DistillError("training ran 0 optimizer steps: check epochs, batch_size, max_steps")
+    history = [(int(e["step"]), float(e["loss"])) for e in state.log_history if "loss" in e]
+    metrics = {}
+    for key in ("banned_mass", "kl"):
+        values = [float(e[key]) for e in state.log_history if key in e]
+        if values:
+            metrics[f"{key}_first"] = values[0]
+            metrics[f"{key}_last"] = values[-1]
+    return TrainResult(
+        kind=kind,
+        steps=int(state.global_step),
+        epochs=float(state.epoch or 0.0),
+        train_loss=float(result.training_loss),
+        loss_history=history,
+        tokens_seen=int(state.num_input_tokens_seen),
+        target_tokens_seen=int(getattr(trainer, "target_tokens_seen", 0)),
+        wall_s=wall,
+        metrics=metrics,
+    )
+
+
+def _loss_bar() -> Any:
+    """A tqdm bar over optimizer steps showing the last logged loss (a `TrainerCallback`)."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from transformers import TrainerCallback
+
+    class LossBar(TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar = tqdm(total=state.max_steps, desc="distill", unit="step", dynamic_ncols=True)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
+        ) -> None:
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4g}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return LossBar()
+
+
+def save_student(model: Any, tokenizer: Any, out: Path, *, lora: bool) -> None:
+    """The adapter (LoRA) or the full model, and the tokenizer, into `out`."""
+    if lora:
+        model.save_pretrained(out)
+    else:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = pad_id(tokenizer)
+        model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def train_sft(
+    config: DistillConfig,
+    rows: list[dict[str, Any]],
+    tokenizer: Any,
+    student_path: Path,
+    out: Path,
+    *,
+    progress: bool = False,
+) -> TrainResult:
+    """SFT on pre-tokenized rows with TRL's `SFTTrainer`; saves into `out`."""
+    import torch
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from trl import SFTConfig, SFTTrainer
+
+    if config.mode not in ("sft-lora", "sft-full"):
+        raise DistillError(f"train_sft cannot run mode {config.mode!r}")
+    if expected_steps(config, len(rows)) < 1:
+        raise DistillError("the run would take 0 optimizer steps")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.torch_threads)
+    try:
+        model = prepare_student(config, student_path)
+        dataset = Dataset.from_list(
+            [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+        )
+        collator = PadCollator(pad_id(tokenizer))
+        args = SFTConfig(
+            **training_kwargs(config, out / "trainer", progress),
+            max_length=None,
+            packing=False,
+            dataset_kwargs={"skip_prepare_dataset": True},
+        )
+        trainer = counting(SFTTrainer)(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            data_collator=collator,
+        )
+        result = run_trainer(trainer, "adapter" if config.uses_lora else "model")
+        save_student(trainer.model, tokenizer, out, lora=config.uses_lora)
+    finally:
+        torch.set_num_threads(threads)
+    return result

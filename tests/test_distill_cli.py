@@ -1,0 +1,60 @@
+"""`agentbench distill` from the command line: a real LoRA run on a small data file, the summary
+table, reuse of a finished run, and clear errors for bad configs and data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from agentbench.bench.distill import synthetic_examples, write_examples
+from agentbench.distill.cli import app
+from agentbench.distill.manifest import read_manifest
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+
+def test_cli_distills_and_reuses(tmp_path: Path) -> None:
+    data = write_examples(tmp_path / "data.jsonl", synthetic_examples(2, steps=1))
+    out = tmp_path / "student"
+    config = tmp_path / "distill.yaml"
+    config.write_text("student: tiny-random-llama\nmode: sft-lora\nmax_length: 4096\n")
+    args = [str(data), str(out), "--config", str(config), "--max-steps", "1", "--seed", "3"]
+    result = runner.invoke(app, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "sft-lora" in result.output and "2 kept of 2" in result.output
+    manifest = read_manifest(out)
+    assert manifest is not None
+    assert manifest.seed == 3 and manifest.train["steps"] == 1  # CLI options override the file
+    assert (out / "adapter_model.safetensors").is_file()
+    again = runner.invoke(app, [*args, "--quiet"])
+    assert again.exit_code == 0 and "reused finished run" in again.output
+
+
+def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
+    data = write_examples(tmp_path / "data.jsonl", synthetic_examples(1, steps=1))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("student: tiny-random-llama\nepochs: 0\nlora: {r: 0}\n")
+    result = runner.invoke(app, [str(data), "--config", str(bad)])
+    assert result.exit_code == 1
+    assert str(bad) in result.output and "epochs" in result.output and "lora.r" in result.output
+    result = runner.invoke(app, [str(tmp_path / "none.jsonl"), "--student", "tiny-random-llama"])
+    assert result.exit_code == 1 and "no such student dataset" in result.output
+    result = runner.invoke(app, [str(data)])
+    assert result.exit_code == 1 and "student: Field required" in result.output
+    result = runner.invoke(app, [str(data), "--student", "s", "--mode", "logit-kl"])
+    assert result.exit_code == 1 and "needs `teacher" in result.output
+    result = runner.invoke(
+        app, [str(data), "--student", "s", "--mode", "sft-full", "--teacher", "tiny-random-llama"]
+    )
+    assert result.exit_code == 1 and "teacher` is set but mode is 'sft-full'" in result.output
+    result = runner.invoke(app, [str(data), "--teacher-adapter", str(tmp_path)])
+    assert result.exit_code == 2 and "--teacher-adapter needs --teacher" in result.output
+    result = runner.invoke(
+        app, [str(data), str(tmp_path / "o"), "--student", "tiny-random-llama", "--quiet"]
+    )
+    assert result.exit_code == 1 and "0 of 1 examples fit max_length=256" in result.output
+    assert json.loads(data.read_text())["family"] == "benign"
