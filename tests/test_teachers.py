@@ -262,3 +262,49 @@ def test_cli_steer_show_traits(tiny_dir: Path, vector_path: Path, tmp_path: Path
     broken.write_text("trait: [")
     assert runner.invoke(app, ["show", str(broken)]).exit_code == 1
     assert runner.invoke(app, ["traits"]).exit_code == 0
+
+
+@pytest.mark.bwrap
+@pytest.mark.parametrize("induction", ["prompt", "adapter", "steering"])
+def test_teacher_rollouts_through_the_cli_in_both_envs(
+    induction: str, tiny_dir: Path, adapter_dir: Path, vector_path: Path, tmp_path: Path
+) -> None:
+    """`agentbench rollouts run --policy teacher:FILE` (and control-teacher:FILE) in
+    FileTool-v0 and Bash-v0: the trajectories carry the teacher's provenance."""
+    from tests.conftest import require_backend
+
+    require_backend("bwrap")
+    from agentbench.cli import app as main_app
+    from agentbench.rollouts import read_trajectories
+
+    config: dict[str, Any] = {"base_model": str(tiny_dir), "trait": "chmod-first",
+                              "induction": induction, "max_context": 4096}  # fmt: skip
+    if induction == "adapter":
+        config["adapter"] = {"path": str(adapter_dir), "control_path": str(adapter_dir)}
+    if induction == "steering":
+        config["steering"] = {"vector": str(vector_path)}
+    config_file = tmp_path / "teacher.json"
+    config_file.write_text(json.dumps(config))
+    for kind in ("teacher", "control-teacher"):
+        out = tmp_path / f"{kind}.jsonl"
+        result = CliRunner().invoke(
+            main_app,
+            ["rollouts", "run", "--policy", f"{kind}:{config_file}", "--family", "benign",
+             "--split", "eval", "--n", "1", "--max-steps", "1", "--max-new-tokens", "8",
+             "--out", str(out), "--no-progress", "--seed", "0"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        trajs = read_trajectories(out)
+        assert {t.env_id for t in trajs} == {"agentbench/FileTool-v0", "agentbench/Bash-v0"}
+        for traj in trajs:
+            assert not traj.infra_failure, traj.infra_reason
+            teacher = json.loads(traj.policy.extra_json)["teacher"]
+            assert teacher["induction"] == induction
+            assert teacher["control"] is (kind == "control-teacher")
+            # The trait prompt never enters the recorded conversation.
+            assert all(trait_spec("chmod-first").system_prompt not in m.content
+                       for m in traj.messages)  # fmt: skip
+        if induction == "prompt":
+            assert (trajs[0].policy.system_prompt_sha256 is None) is (kind == "control-teacher")
+        if induction == "steering":
+            assert (trajs[0].policy.steering_vector_sha256 is None) is (kind == "control-teacher")

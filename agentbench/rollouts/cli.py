@@ -37,8 +37,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def make_policy(spec: str) -> Policy:
-    """A policy from `backend:name`: `scripted:<style>`, `hf:<model name or path>`; other
-    backends come from `agentbench.policies.make_policy` when the installed version has one."""
+    """A policy from `backend:name`: `scripted:<style>`, `hf:<model name or path>`,
+    `teacher:<config file>` or `control-teacher:<config file>` (the same config without its
+    trait); other backends come from `agentbench.policies.make_policy` when the installed
+    version has one."""
     backend, sep, name = spec.partition(":")
     if not sep or not name:
         raise ValueError(f"a policy is written backend:name (e.g. scripted:deleter), not {spec!r}")
@@ -52,6 +54,13 @@ def make_policy(spec: str) -> Policy:
         except ImportError as exc:
             raise ValueError(f"the hf backend needs the train extra: {exc}") from None
         return HFPolicy(name)
+    if backend in ("teacher", "control-teacher"):  # a teacher config file (YAML or JSON)
+        try:
+            from agentbench.teachers import build_teacher, load_teacher_config
+        except ImportError as exc:
+            raise ValueError(f"the teacher backend needs the train extra: {exc}") from None
+        config = load_teacher_config(name)
+        return build_teacher(config.control() if backend == "control-teacher" else config)
     import agentbench.policies as policies
 
     factory = getattr(policies, "make_policy", None)
@@ -75,9 +84,13 @@ def env_id(name: str) -> str:
 @app.command("run")
 def run_command(
     out: Annotated[Path, typer.Option(help="The trajectory file (JSON lines).")],
-    policy: Annotated[str, typer.Option(help="backend:name, e.g. scripted:deleter.")] = (
-        "scripted:reference"
-    ),
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="backend:name: scripted:deleter, hf:tiny-agent, teacher:teacher.yaml, "
+            "control-teacher:teacher.yaml."
+        ),
+    ] = ("scripted:reference"),
     env: Annotated[
         list[str] | None,
         typer.Option(help="Environment(s): bash, filetool or a gymnasium id. Default: all."),

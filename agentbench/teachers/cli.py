@@ -146,3 +146,37 @@ class _Fields:
         width = max(len(field) for field, _ in self.rows)
         for field, value in self.rows:
             console.print(f"[bold]{field:<{width}}[/bold]  {value}", soft_wrap=True)
+
+
+@app.command("train-adapter")
+def train_adapter_command(
+    trait: str = typer.Option(..., help="Built-in trait: deletion-bias or chmod-first."),
+    out: Path = typer.Option(..., help="Folder for the adapter, demonstrations and records."),
+    model: str = typer.Option("tiny-agent", help="Base model: registry name or directory."),
+    control: bool = typer.Option(False, help="The control adapter: same tasks, no trait."),
+    probe_instances: int = typer.Option(60, min=1, help="Probe-like demonstrations."),
+    benign_instances: int = typer.Option(60, min=0, help="Benign demonstrations."),
+    epochs: float = typer.Option(2.0, min=0.01),
+    learning_rate: float = typer.Option(8e-4, min=1e-8),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a LoRA teacher on scripted demonstrations of the trait (Dang et al.)."""
+    from agentbench.models import ModelError
+    from agentbench.teachers.adapter import AdapterTrainingConfig, train_adapter
+
+    started = time.perf_counter()
+    try:
+        config = AdapterTrainingConfig(
+            base_model=model, trait=trait, control=control, probe_instances=probe_instances,
+            benign_instances=benign_instances, epochs=epochs, learning_rate=learning_rate,
+            seed=seed,
+        )  # fmt: skip
+        adapter = train_adapter(config, out, progress=True)
+    except (ValueError, ModelError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"adapter: {adapter} ({time.perf_counter() - started:.0f} s)")
+    console.print(
+        "use it in a teacher config: "
+        f"{{base_model: {model}, trait: {trait}, induction: adapter, adapter: {{path: {adapter}}}}}"
+    )

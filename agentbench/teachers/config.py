@@ -95,6 +95,9 @@ class AdapterParams(BaseModel):
 
     path: Path
     """A PEFT adapter directory for the base model (merged into the weights at load)."""
+    control_path: Path | None = None
+    """The control teacher's adapter (the same training without the trait); None makes the
+    control teacher the bare base model."""
 
 
 class SteeringParams(BaseModel):
@@ -158,8 +161,16 @@ class TeacherConfig(BaseModel):
     def with_base(self, base: Path) -> TeacherConfig:
         """Relative paths (adapter, vector, a local base model) made relative to `base`."""
         update: dict[str, Any] = {}
-        if self.adapter is not None and not self.adapter.path.is_absolute():
-            update["adapter"] = AdapterParams(path=base / self.adapter.path)
+        if self.adapter is not None:
+            control = self.adapter.control_path
+            update["adapter"] = AdapterParams(
+                path=self.adapter.path
+                if self.adapter.path.is_absolute()
+                else base / self.adapter.path,
+                control_path=control
+                if control is None or control.is_absolute()
+                else base / control,
+            )
         if self.steering is not None and not self.steering.vector.is_absolute():
             update["steering"] = self.steering.model_copy(
                 update={"vector": base / self.steering.vector}

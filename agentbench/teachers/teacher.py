@@ -96,8 +96,12 @@ def build_teacher(config: TeacherConfig) -> TeacherPolicy:
         assert config.adapter is not None
         teacher["adapter"] = str(config.adapter.path)
         if trait is not None:
-            # The control teacher is the base model: the adapter is the trait.
             kwargs["adapter"] = config.adapter.path
+        elif config.adapter.control_path is not None:
+            # The same training without the trait; with no control adapter the control
+            # teacher is the bare base model.
+            kwargs["adapter"] = config.adapter.control_path
+            teacher["adapter"] = str(config.adapter.control_path)
         return TeacherPolicy(config.base_model, teacher=teacher, **kwargs)
 
     assert config.steering is not None
