@@ -8,13 +8,18 @@ import typer
 from rich.console import Console
 
 from agentbench import __version__
+from agentbench.distill.cli import distill_command
 from agentbench.envs.cli import app as envs_app
+from agentbench.experiments.cli import run_command
+from agentbench.experiments.report import report_command
 from agentbench.models.cli import app as models_app
 from agentbench.models.tiny_agent_cli import eval_command as models_eval_command
 from agentbench.rollouts.cli import app as rollouts_app
+from agentbench.sanitize.cli import sanitize_command
 from agentbench.serve import serve_command
 from agentbench.tasks.cli import app as tasks_app
 from agentbench.teachers.cli import app as teachers_app
+from agentbench.traits.cli import app as traits_app
 
 console = Console()
 # Tables are wider than the 80 columns rich assumes when output is not a terminal (CI logs).
@@ -42,9 +47,26 @@ models_app.command("eval", help="Run a model through the real envs: valid-action
 app.add_typer(
     teachers_app, name="teachers", help="Teachers: trait induction by prompt, adapter or steering."
 )
+app.add_typer(
+    traits_app, name="traits", help="Trait experiments of Cloud et al. (MLP aux-logit control)."
+)
 app.command("serve", help="Serve a model behind an OpenAI-compatible API (127.0.0.1).")(
     serve_command
 )
+app.command(
+    "sanitize",
+    help="Drop or redact banned terms in trajectories: a leak-checked student dataset + report.",
+)(sanitize_command)
+app.command(
+    "distill",
+    help="Distil a student from a sanitized student dataset (SFT LoRA, full SFT, masked logit KL).",
+)(distill_command)
+app.command(
+    "run", help="Run a suite: teacher, rollouts, sanitize, distill, evaluate; cached by stage."
+)(run_command)
+app.command(
+    "report", help="Rebuild a run's report (report.md, report.html, PNG plots) from results.json."
+)(report_command)
 
 
 @app.command()
@@ -214,6 +236,21 @@ def bench_rollouts(
         progress=console.log,
     )
     wide_console.print(render(result))
+
+
+def _mount_benchmarks() -> None:
+    from agentbench.bench.distill import bench_distill_command
+    from agentbench.bench.sanitize import bench_sanitize_command
+
+    bench_app.command("distill", help="Training tokens/s of each distillation mode on CPU.")(
+        bench_distill_command
+    )
+    bench_app.command(
+        "sanitize", help="Sanitizer trajectories/s and memory on a synthetic trajectory file."
+    )(bench_sanitize_command)
+
+
+_mount_benchmarks()
 
 
 def main() -> None:

@@ -1,0 +1,108 @@
+"""`agentbench run SUITE`: a suite, stage by stage, into results.json and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+DEFAULT_STORE = Path("runs/store")
+
+
+def run_command(
+    suite: Annotated[Path, typer.Argument(help="The suite file (YAML).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (results.json, report). Default: runs/<suite>.")
+    ] = None,
+    store: Annotated[
+        Path, typer.Option(help="Stage cache shared by runs and suites (content-addressed).")
+    ] = DEFAULT_STORE,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and a cost estimate only.")] = False,
+    sandbox: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
+    progress: Annotated[bool, typer.Option(help="Progress bars for rollouts and training.")] = (
+        True
+    ),
+) -> None:
+    """Run a suite: teacher -> rollouts -> sanitize -> distill -> evaluate, cached by stage."""
+    from agentbench.experiments.runner import plan_suite, run_suite
+    from agentbench.experiments.store import StageStore
+    from agentbench.experiments.suite import load_suite
+    from agentbench.experiments.yamlconf import ConfigError
+
+    try:
+        spec, cells = load_suite(suite)
+        plan = plan_suite(spec, cells)
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    run_dir = out or Path("runs") / spec.name
+    if dry_run:
+        table = Table(title=f"plan of suite {spec.name}: {len(cells)} cell(s)")
+        for column in ("cell", "stage", "what", "episodes", "trains"):
+            table.add_column(column)
+        for s in plan.stages:
+            table.add_row(s.cell, s.stage, s.what, str(s.episodes or ""), "yes" if s.train else "")
+        console.print(table)
+        console.print(
+            f"estimate before caching: ~{plan.estimate_s() / 60:.0f} min on 2 CPU cores "
+            "(1.5 s an episode, 60 s a training stage; shared stages counted once). "
+            f"Stage cache: {store}; results: {run_dir}"
+        )
+        return
+    store_obj = StageStore(store)
+    try:
+        results = run_suite(spec, cells, suite, run_dir, store_obj, sandbox=sandbox,
+                            progress=progress, log=lambda m: console.log(escape(m)))  # fmt: skip
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    from agentbench.experiments.report import ReportError, write_report
+
+    try:
+        paths = write_report(results, run_dir)
+    except ReportError as exc:  # results.json is written; the report can be rebuilt later
+        console.print(f"[red]error:[/red] the report could not be written: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    _print_summary(results)
+    console.print(f"results: {run_dir / 'results.json'}  wall time {results.wall_s:.0f} s")
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
+def _print_summary(results: object) -> None:
+    from agentbench.experiments.results import Results
+
+    assert isinstance(results, Results)
+    for cell in results.cells:
+        table = Table(title=f"{cell.cell_id}: {cell.metric} (Wilson 95 % CI)")
+        for column in ("arm", "n", "infra", cell.metric, "success", "valid actions"):
+            table.add_column(column)
+        for arm, result in cell.arms.items():
+            rates = result.metrics["rates"]
+            table.add_row(
+                arm,
+                str(result.metrics["episodes"]),
+                str(result.metrics["infra_failures"]),
+                _short(rates[cell.metric]),
+                _short(rates["success_rate"]),
+                _short(rates["valid_action_rate"]),
+            )
+        console.print(table)
+        for c in cell.comparisons:
+            if c.metric == cell.metric:
+                p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
+                console.print(f"student vs control student: Fisher exact p = {p}")
+        t = cell.transfer.get(cell.metric)
+        console.print(f"transfer score: {'undefined' if t is None else f'{t:.2f}'}")
+
+
+def _short(rate: dict[str, float | None]) -> str:
+    if not rate["n"] or rate["value"] is None:
+        return "n/a (n=0)"
+    low, high = (rate["low"] or 0.0) * 100, (rate["high"] or 0.0) * 100
+    return f"{rate['value']:.0%} [{low:.0f}-{high:.0f}] n={rate['n']}"

@@ -1,0 +1,299 @@
+"""`run_suite`: every cell of a suite, stage by stage, into `results.json` and a report.
+
+Per cell:
+
+    teacher (+ control)  ->  rollouts on the training tasks (teacher, control teacher)
+      -> sanitize (each)  ->  distill (treated student, control student)
+      -> evaluate on the held-out probes: base, teacher, control teacher, both students
+         (and the student's own base in heterogeneous cells)
+
+Stages are cached in a `StageStore` by their inputs, so a second run reuses everything, a
+killed run resumes (a partial rollout file is picked up where it stopped), and cells that
+share a stage (the base model's evaluation) compute it once. `plan_suite` lists the stages a
+run would execute without running any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentbench.experiments.metrics import (
+    ArmMetrics,
+    RateRecord,
+    across_seeds,
+    fisher_exact,
+    transfer_score,
+)
+from agentbench.experiments.results import (
+    Aggregate,
+    ArmResult,
+    CellResult,
+    ComparisonResult,
+    Results,
+)
+from agentbench.experiments.stages import (
+    METRICS,
+    PolicyRef,
+    StageResult,
+    base_policy,
+    distill_stage,
+    evaluate_stage,
+    rollouts_stage,
+    sanitize_stage,
+    teacher_stage,
+)
+from agentbench.experiments.store import StageStore
+from agentbench.experiments.suite import CellConfig, Suite, canonical, suite_sha256
+
+Log = Callable[[str], None]
+COMPARED_METRICS = (
+    "deletion_rate",
+    "deletion_intent_rate",
+    "p_del",
+    "chmod_first_rate",
+    "success_rate",
+    "valid_action_rate",
+)
+
+
+@dataclass
+class PlannedStage:
+    cell: str
+    stage: str
+    what: str
+    episodes: int = 0
+    train: bool = False
+
+
+@dataclass
+class Plan:
+    cells: list[CellConfig]
+    stages: list[PlannedStage] = field(default_factory=list)
+
+    def estimate_s(self, episode_s: float = 1.5, train_s: float = 60.0) -> float:
+        """A rough cost: seconds per episode and per training stage (stated in the output)."""
+        seen: set[tuple[str, str]] = set()
+        total = 0.0
+        for s in self.stages:
+            if (s.stage, s.what) in seen:
+                continue
+            seen.add((s.stage, s.what))
+            total += s.episodes * episode_s + (train_s if s.train else 0.0)
+        return total
+
+
+def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
+    """What `run_suite` would do, stage by stage (shared stages listed once per cell)."""
+    plan = Plan(cells)
+    for cell in cells:
+        cid = cell.cell_id()
+        ev = cell.evaluation
+        n_eval = ev.n * ev.repeats * len(cell.probe_families)
+        n_roll = (
+            cell.teacher_rollouts.n
+            * cell.teacher_rollouts.repeats
+            * len(cell.teacher_rollouts.families)
+        )
+        student_base = _student_base(suite, cell)
+        t = cell.teacher_training
+        demos = 2 * (t.probe_instances + t.benign_instances)
+        # `what` names the work itself, so stages shared by cells are counted once.
+        teach = f"{cell.trait}/{cell.induction}/s{cell.seed}"
+        student = f"{teach} -> {student_base} ({cell.distill.mode})"
+        plan.stages += [
+            PlannedStage(cid, "teacher", f"{suite.base_model}/{teach}",
+                         demos if cell.induction == "adapter" else 0,
+                         cell.induction != "prompt"),
+            PlannedStage(cid, "evaluate", f"base {suite.base_model} on {cell.trait}", n_eval),
+            PlannedStage(cid, "evaluate", f"teacher {teach}", n_eval),
+            PlannedStage(cid, "evaluate", f"control teacher {teach}", n_eval),
+            PlannedStage(cid, "rollouts", f"teacher {teach}", n_roll),
+            PlannedStage(cid, "rollouts", f"control teacher {teach}", n_roll),
+            PlannedStage(cid, "sanitize", f"teacher {teach}"),
+            PlannedStage(cid, "sanitize", f"control teacher {teach}"),
+            PlannedStage(cid, "distill", f"student {student}", train=True),
+            PlannedStage(cid, "distill", f"control student {student}", train=True),
+            PlannedStage(cid, "evaluate", f"student {student}", n_eval),
+            PlannedStage(cid, "evaluate", f"control student {student}", n_eval),
+        ]  # fmt: skip
+        if student_base != suite.base_model:
+            plan.stages.append(
+                PlannedStage(cid, "evaluate", f"base {student_base} on {cell.trait}", n_eval)
+            )
+    return plan
+
+
+def _student_base(suite: Suite, cell: CellConfig) -> str:
+    if cell.student_init == "heterogeneous":
+        if not suite.heterogeneous_model:
+            raise ValueError(
+                f"cell {cell.cell_id()} is heterogeneous but the suite names no heterogeneous_model"
+            )
+        return suite.heterogeneous_model
+    return suite.base_model
+
+
+def _metrics(stage: StageResult) -> dict[str, Any]:
+    return dict(json.loads((stage.path / METRICS).read_text()))
+
+
+def run_cell(
+    suite: Suite, cell: CellConfig, store: StageStore, *, sandbox: str = "bwrap",
+    progress: bool = False, log: Log = print,
+) -> CellResult:  # fmt: skip
+    """Run (or reuse) every stage of one cell and score its arms."""
+    cid = cell.cell_id()
+    env = cell.env_id
+    probes = cell.probe_families
+    student_base = _student_base(suite, cell)
+    stages: dict[str, str] = {}
+    arms: dict[str, ArmResult] = {}
+
+    def evaluate(arm: str, policy: PolicyRef) -> None:
+        log(f"[{cid}] evaluate {arm}")
+        result = evaluate_stage(store, policy, cell.evaluation, probes, env, cell.seed,
+                                sandbox=sandbox, progress=progress, log=log)  # fmt: skip
+        stages[f"evaluate:{arm}"] = result.key
+        arms[arm] = ArmResult(
+            policy=policy.model_dump(), stage_key=result.key, metrics=_metrics(result)
+        )
+
+    base = base_policy(suite.base_model)
+    evaluate("base", base)
+    teacher_result, teacher, control = teacher_stage(store, suite.base_model, cell, log)
+    stages["teacher"] = teacher_result.key
+    evaluate("teacher", teacher)
+    evaluate("control-teacher", control)
+    reports: dict[str, dict[str, Any]] = {}
+    for arm, policy in (("student", teacher), ("control-student", control)):
+        log(f"[{cid}] {arm}: teacher rollouts, sanitize, distill")
+        rollouts = rollouts_stage(store, policy, cell.teacher_rollouts, env, cell.seed,
+                                  sandbox=sandbox, progress=progress, log=log)  # fmt: skip
+        data = sanitize_stage(store, rollouts, cell.trait, cell.sanitize, log)
+        reports[arm] = _report_counts(data.path)
+        distilled, student = distill_stage(
+            store, data, student_base, cell.distill, policy, cell.trait, cell.seed, log,
+            progress=progress,
+        )  # fmt: skip
+        stages.update(
+            {f"rollouts:{arm}": rollouts.key, f"sanitize:{arm}": data.key,
+             f"distill:{arm}": distilled.key}
+        )  # fmt: skip
+        evaluate(arm, student)
+    if student_base != suite.base_model:
+        evaluate("student-base", base_policy(student_base))
+
+    comparisons = []
+    for metric in COMPARED_METRICS:
+        treated = RateRecord(**arms["student"].metrics["rates"][metric])
+        ctrl = RateRecord(**arms["control-student"].metrics["rates"][metric])
+        c = fisher_exact(treated, ctrl, metric)
+        comparisons.append(
+            ComparisonResult(
+                metric=metric, treated=c.treated.__dict__, control=c.control.__dict__,
+                difference=c.difference, odds_ratio=c.odds_ratio, p_value=c.p_value,
+            )
+        )  # fmt: skip
+    transfer = {}
+    for metric in (cell.metric, *COMPARED_METRICS[:4]):
+        order = ("student", "control-student", "teacher", "control-teacher")
+        values = [arms[a].metrics["rates"][metric]["value"] for a in order]
+        transfer[metric] = transfer_score(*values)
+    return CellResult(
+        cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
+        comparisons=comparisons, transfer=transfer, stages=stages, sanitize_reports=reports,
+    )  # fmt: skip
+
+
+def _report_counts(folder: Path) -> dict[str, Any]:
+    """The sanitizer report's headline counts (the full report stays in the stage folder)."""
+    for path in folder.glob("*.report.json"):
+        data = json.loads(path.read_text())
+        keys = ("read", "kept", "dropped", "dropped_by_reason", "steps_dropped", "redactions",
+                "term_counts", "leak_check", "input_sha256", "output_sha256")  # fmt: skip
+        return {k: data[k] for k in keys if k in data}
+    return {}
+
+
+def aggregate(cells: list[CellResult]) -> list[Aggregate]:
+    """Cells equal but for the seed: mean and t interval of each arm's rates over seeds."""
+    groups: dict[str, list[CellResult]] = {}
+    for cell in cells:
+        config = dict(cell.config)
+        config.pop("seed", None)
+        groups.setdefault(canonical(config), []).append(cell)
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        label = "+".join(sorted(m.cell_id for m in members))
+        for arm in members[0].arms:
+            for metric in COMPARED_METRICS:
+                values = [m.arms[arm].metrics["rates"][metric]["value"] for m in members
+                          if arm in m.arms]  # fmt: skip
+                s = across_seeds(values)
+                out.append(Aggregate(group=label, arm=arm, metric=metric, n_seeds=s.n_seeds,
+                                     mean=s.mean, low=s.low, high=s.high,
+                                     values=list(s.values)))  # fmt: skip
+    return out
+
+
+def run_suite(
+    suite: Suite, cells: list[CellConfig], suite_file: Path, out_dir: Path, store: StageStore,
+    *, sandbox: str = "bwrap", progress: bool = False, log: Log = print,
+) -> Results:  # fmt: skip
+    """Run every cell, then write `results.json` (atomically) and the report into `out_dir`."""
+    from agentbench.provenance import provenance
+
+    began = time.monotonic()
+    results = []
+    for index, cell in enumerate(cells, 1):
+        log(f"cell {index}/{len(cells)}: {cell.cell_id()}")
+        results.append(run_cell(suite, cell, store, sandbox=sandbox, progress=progress, log=log))
+    out = Results(
+        suite=suite.name,
+        suite_sha256=suite_sha256(suite_file),
+        description=suite.description,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        wall_s=round(time.monotonic() - began, 1),
+        cells=results,
+        aggregates=aggregate(results),
+        provenance=provenance(store=str(store.root)),
+    )
+    write_results(out, out_dir)
+    return out
+
+
+def write_results(results: Results, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(results.model_dump_json(indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def comparable(results: Results) -> dict[str, Any]:
+    """results.json without what differs between two runs of the same suite (times)."""
+    data = results.model_dump(mode="json")
+    for key in ("created_at", "wall_s", "provenance"):
+        data.pop(key)
+    return data
+
+
+__all__ = [
+    "ArmMetrics",
+    "Plan",
+    "aggregate",
+    "comparable",
+    "plan_suite",
+    "run_cell",
+    "run_suite",
+    "write_results",
+]

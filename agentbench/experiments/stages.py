@@ -1,0 +1,351 @@
+"""The pipeline's stages, each a function of its config and its inputs' artifacts.
+
+    teacher -> rollouts -> sanitize -> distill -> evaluate
+
+Every stage returns a `StageResult` (its key and folder in the `StageStore`); a stage whose
+folder exists is not run again. Policies are named by `PolicyRef`s, whose `identity` (a
+registry name with its recipe version, or the key of the stage that made the weights) is what
+keys the stages that use them, so that identical work is shared between cells and suites.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from agentbench.experiments.store import StageStore, stage_key
+from agentbench.experiments.suite import (
+    CellConfig,
+    DistillSettings,
+    RolloutSettings,
+    SanitizeSettings,
+)
+
+Log = Callable[[str], None]
+TRAJECTORIES = "trajectories.jsonl"
+STUDENT_DATA = "student.jsonl"
+METRICS = "metrics.json"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    key: str
+    path: Path
+    reused: bool
+
+
+class PolicyRef(BaseModel):
+    """How to build a policy: a model (+ adapter), or a teacher config file (+ control)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["hf", "teacher", "control-teacher"]
+    model: str
+    """hf: registry name or model directory; teacher kinds: the teacher.json file."""
+    adapter: str | None = None
+    identity: str
+    """What this policy is, for cache keys (not a path: paths move between machines)."""
+
+    def build(self, batch_size: int = 16) -> Any:
+        if self.kind == "hf":
+            from agentbench.policies.hf import HFPolicy
+
+            return HFPolicy(self.model, adapter=self.adapter, device="cpu", batch_size=batch_size)
+        from agentbench.teachers import build_teacher, load_teacher_config
+
+        config = load_teacher_config(self.model)
+        if self.kind == "control-teacher":
+            config = config.control()
+        return build_teacher(config.model_copy(update={"device": "cpu", "batch_size": batch_size}))
+
+
+def model_identity(name: str) -> str:
+    """A registry model's identity: its name and recipe version (builds are deterministic)."""
+    from agentbench.models import get_recipe, weights_sha256
+
+    try:
+        return f"{name}@v{get_recipe(name).version}"
+    except (KeyError, ValueError, RuntimeError):
+        path = Path(name)
+        if path.is_dir():
+            return f"dir:{weights_sha256(path)[:16]}"
+        return name
+
+
+def base_policy(model: str) -> PolicyRef:
+    return PolicyRef(kind="hf", model=model, identity=model_identity(model))
+
+
+def _run(
+    store: StageStore,
+    stage: str,
+    version: int,
+    config: Any,
+    inputs: dict[str, str],
+    body: Callable[[Path, dict[str, Any]], None],
+    log: Log,
+) -> StageResult:
+    key = stage_key(stage, version, config, inputs)
+    if store.done(stage, key):
+        log(f"{stage} {key}: cached")
+        return StageResult(stage, key, store.path(stage, key), reused=True)
+    log(f"{stage} {key}: running")
+    with store.build(stage, key, config, inputs) as (work, extras):
+        body(work, extras)
+    return StageResult(stage, key, store.path(stage, key), reused=False)
+
+
+# -- teacher ---------------------------------------------------------------------------------
+
+
+def teacher_stage(
+    store: StageStore, base_model: str, cell: CellConfig, log: Log
+) -> tuple[StageResult, PolicyRef, PolicyRef]:
+    """Build the teacher of a cell and its control; returns (stage, teacher, control teacher).
+
+    prompt: nothing to train (the trait prompt is in the teacher config); adapter: a trait
+    LoRA and a control LoRA trained on demonstrations; steering: a steering vector (the control
+    adds a zero vector).
+    """
+    config: dict[str, Any] = {
+        "base": model_identity(base_model),
+        "trait": cell.trait,
+        "induction": cell.induction,
+        "env": cell.env_id,
+        "seed": cell.seed,
+    }
+    if cell.induction == "adapter":
+        config["training"] = cell.teacher_training.model_dump(mode="json")
+    if cell.induction == "steering":
+        config["steering"] = cell.steering.model_dump(mode="json")
+
+    def body(work: Path, extras: dict[str, Any]) -> None:
+        teacher: dict[str, Any] = {
+            "name": f"{cell.trait}-{cell.induction}",
+            "base_model": base_model,
+            "trait": cell.trait,
+            "induction": cell.induction,
+        }
+        if cell.induction == "adapter":
+            from agentbench.teachers.adapter import AdapterTrainingConfig, train_adapter
+
+            paths = {}
+            for control in (False, True):
+                t = cell.teacher_training
+                training = AdapterTrainingConfig(
+                    base_model=base_model, trait=cell.trait, control=control, env=cell.env_id,
+                    probe_instances=t.probe_instances, benign_instances=t.benign_instances,
+                    epochs=t.epochs, learning_rate=t.learning_rate, lora_r=t.lora_r,
+                    lora_alpha=t.lora_alpha, seed=cell.seed,
+                )  # fmt: skip
+                name = "control" if control else "trait"
+                log(f"  training the {name} adapter")
+                paths[name] = train_adapter(training, work / name)
+            teacher["adapter"] = {
+                "path": str(paths["trait"].relative_to(work)),
+                "control_path": str(paths["control"].relative_to(work)),
+            }
+        elif cell.induction == "steering":
+            from agentbench.teachers import trait_spec
+            from agentbench.teachers.steering import (
+                compute_steering_vector,
+                save_steering_vector,
+                task_conversations,
+            )
+
+            s = cell.steering
+            spec = trait_spec(cell.trait)
+            prompts = task_conversations("benign", cell.env_id, split="train", n=s.n_prompts)
+            vector = compute_steering_vector(
+                base_model, spec.system_prompt, prompts, s.layer, trait=spec.name,
+                scale=s.scale, device="cpu",
+            )  # fmt: skip
+            save_steering_vector(vector, work / "steering.safetensors")
+            teacher["steering"] = {"vector": "steering.safetensors", "scale": s.scale}
+        (work / "teacher.json").write_text(json.dumps(teacher, indent=2) + "\n")
+
+    result = _run(store, "teacher", 1, config, {}, body, log)
+    file = str(result.path / "teacher.json")
+    treated = PolicyRef(kind="teacher", model=file, identity=f"teacher:{result.key}")
+    control = PolicyRef(kind="control-teacher", model=file, identity=f"control:{result.key}")
+    return result, treated, control
+
+
+# -- rollouts and evaluation -----------------------------------------------------------------
+
+
+def instances_for(family: str, split: str, n: int, env_id: str) -> list[Any]:
+    """The first `n` instances of a family's split that run in `env_id` (deterministic)."""
+    from agentbench.tasks import iter_instances
+
+    out = []
+    for instance in iter_instances(family, split, None):
+        if env_id in instance.env_ids:
+            out.append(instance)
+            if len(out) >= n:
+                break
+    if not out:
+        raise ValueError(f"family {family!r} has no {split} instances in {env_id}")
+    return out
+
+
+def _rollout_body(
+    policy: PolicyRef, settings: RolloutSettings, families: tuple[str, ...], env_id: str,
+    seed: int, sandbox: str, progress: bool,
+) -> Callable[[Path, dict[str, Any]], None]:  # fmt: skip
+    def body(work: Path, extras: dict[str, Any]) -> None:
+        from agentbench.policies.base import SamplingParams
+        from agentbench.rollouts import make_jobs, run_rollouts
+
+        instances = [
+            i for f in families for i in instances_for(f, settings.split, settings.n, env_id)
+        ]
+        jobs = make_jobs(instances, [env_id], settings.repeats)
+        params = SamplingParams(
+            temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
+        )
+        built = policy.build(batch_size=settings.parallel)
+        try:
+            summary = run_rollouts(
+                built, jobs, out_path=work / TRAJECTORIES, parallel=settings.parallel,
+                sandbox=sandbox, params=params, max_steps=settings.max_steps, resume=True,
+                progress=progress, policy_tag=policy.identity.replace("/", "_"),
+            )  # fmt: skip
+        finally:
+            built.close()
+        extras["episodes"] = summary.jobs
+        extras["policy"] = policy.model_dump()
+
+    return body
+
+
+def rollouts_stage(
+    store: StageStore, policy: PolicyRef, settings: RolloutSettings, env_id: str, seed: int,
+    *, sandbox: str = "bwrap", progress: bool = False, log: Log,
+) -> StageResult:  # fmt: skip
+    """The policy's episodes on training tasks (the teacher's data)."""
+    families = settings.families
+    config = {"settings": settings.model_dump(mode="json"), "env": env_id, "seed": seed}
+    body = _rollout_body(policy, settings, families, env_id, seed, sandbox, progress)
+    return _run(store, "rollouts", 1, config, {"policy": policy.identity}, body, log)
+
+
+def evaluate_stage(
+    store: StageStore, policy: PolicyRef, settings: RolloutSettings, families: tuple[str, ...],
+    env_id: str, seed: int, *, sandbox: str = "bwrap", progress: bool = False, log: Log,
+) -> StageResult:  # fmt: skip
+    """The policy on the probes (every arm on the same instances); writes metrics.json."""
+    from agentbench.experiments.metrics import arm_metrics
+    from agentbench.rollouts import read_trajectories
+
+    config = {
+        "settings": settings.model_dump(mode="json"),
+        "families": list(families),
+        "env": env_id,
+        "seed": seed,
+    }
+    roll = _rollout_body(policy, settings, families, env_id, seed, sandbox, progress)
+
+    def body(work: Path, extras: dict[str, Any]) -> None:
+        roll(work, extras)
+        metrics = arm_metrics(read_trajectories(work / TRAJECTORIES))
+        (work / METRICS).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+
+    return _run(store, "evaluate", 1, config, {"policy": policy.identity}, body, log)
+
+
+# -- sanitize and distill --------------------------------------------------------------------
+
+
+def sanitize_stage(
+    store: StageStore, rollouts: StageResult, trait: str, settings: SanitizeSettings, log: Log
+) -> StageResult:
+    from agentbench.sanitize import SanitizeConfig, sanitize_file
+
+    config = {"trait": trait, **settings.model_dump(mode="json")}
+
+    def body(work: Path, extras: dict[str, Any]) -> None:
+        sconfig = SanitizeConfig(
+            trait=trait,
+            mode=settings.mode,
+            extra_terms=settings.extra_terms,
+            drop_unsuccessful=not settings.keep_failed,
+        )
+        report = sanitize_file(rollouts.path / TRAJECTORIES, work / STUDENT_DATA, sconfig)
+        extras["kept"] = report.kept
+        extras["output_sha256"] = report.output_sha256
+        if report.kept == 0:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.dropped_by_reason.items()))
+            raise ValueError(
+                f"the sanitizer kept none of {report.read} teacher trajectories ({reasons}); "
+                "a student cannot be trained on nothing: raise teacher_rollouts.n, or use "
+                "sanitize.mode drop-step/redact, or sanitize.keep_failed"
+            )
+
+    return _run(store, "sanitize", 1, config, {"rollouts": rollouts.key}, body, log)
+
+
+def distill_stage(
+    store: StageStore, data: StageResult, student_base: str, settings: DistillSettings,
+    teacher: PolicyRef, trait: str, seed: int, log: Log, *, progress: bool = False,
+) -> tuple[StageResult, PolicyRef]:  # fmt: skip
+    """Train a student on a sanitized dataset; returns the stage and the student's policy."""
+    config = {
+        "student": model_identity(student_base),
+        "settings": settings.model_dump(mode="json"),
+        "trait": trait,
+        "seed": seed,
+    }
+    inputs = {"data": data.key}
+    if settings.mode == "logit-kl":
+        inputs["teacher"] = teacher.identity
+
+    def body(work: Path, extras: dict[str, Any]) -> None:
+        from agentbench.distill import DistillConfig, LoraParams, distill
+
+        teacher_spec = None
+        if settings.mode == "logit-kl":
+            teacher_spec = _logit_teacher(teacher)
+        dconfig = DistillConfig(
+            student=student_base, mode=settings.mode, teacher=teacher_spec,
+            kl_student="lora" if settings.lora else "full",
+            lora=LoraParams(r=settings.lora_r, alpha=settings.lora_alpha),
+            learning_rate=settings.learning_rate, epochs=settings.epochs,
+            batch_size=settings.batch_size, max_length=settings.max_length, seed=seed,
+            banned_trait=trait,
+        )  # fmt: skip
+        distill(dconfig, data.path / STUDENT_DATA, work / "student", force=True, progress=progress)
+
+    result = _run(store, "distill", 1, config, inputs, body, log)
+    lora = settings.mode == "sft-lora" or (settings.mode == "logit-kl" and settings.lora)
+    student_dir = str(result.path / "student")
+    ref = PolicyRef(
+        kind="hf",
+        model=student_base if lora else student_dir,
+        adapter=student_dir if lora else None,
+        identity=f"student:{result.key}",
+    )
+    return result, ref
+
+
+def _logit_teacher(teacher: PolicyRef) -> Any:
+    """The logit-kl teacher spec of a teacher policy (base model + adapter or trait prompt)."""
+    from agentbench.distill import TeacherSpec
+    from agentbench.teachers import load_teacher_config
+
+    config = load_teacher_config(teacher.model)
+    if teacher.kind == "control-teacher":
+        config = config.control()
+    if config.induction == "steering":
+        raise ValueError("logit-kl from a steering-vector teacher is not supported yet")
+    adapter = None
+    if config.adapter is not None:
+        adapter = config.adapter.control_path if config.is_control else config.adapter.path
+    prompt = config.trait.system_prompt if config.trait and config.induction == "prompt" else None
+    return TeacherSpec(model=config.base_model, adapter=adapter, system_prompt=prompt)

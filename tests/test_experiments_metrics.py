@@ -1,0 +1,108 @@
+"""Metrics from real trajectories, statistics against known values, the stage store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from agentbench.experiments.metrics import (
+    RateRecord,
+    across_seeds,
+    arm_metrics,
+    fisher_exact,
+    transfer_score,
+)
+from agentbench.experiments.store import StageStore, stage_key
+from tests.conftest import require_backend
+
+
+def test_fisher_exact_matches_a_known_table() -> None:
+    # The classic tea-tasting table: [[3, 1], [1, 3]] has a two-sided p of 0.486.
+    c = fisher_exact(RateRecord(3, 4, 0.75, None, None), RateRecord(1, 4, 0.25, None, None))
+    assert c.p_value == pytest.approx(0.4857, abs=1e-3)
+    assert c.difference == pytest.approx(0.5)
+    empty = fisher_exact(RateRecord(0, 0, None, None, None), RateRecord(1, 4, 0.25, None, None))
+    assert empty.p_value is None
+
+
+def test_transfer_score() -> None:
+    assert transfer_score(0.4, 0.1, 0.7, 0.1) == pytest.approx(0.5)
+    assert transfer_score(0.4, 0.1, 0.1, 0.1) is None  # no trait to transfer
+    assert transfer_score(None, 0.1, 0.7, 0.1) is None
+    assert transfer_score(float("nan"), 0.1, 0.7, 0.1) is None
+
+
+def test_across_seeds_t_interval() -> None:
+    s = across_seeds([0.2, 0.4, 0.6])
+    assert s.n_seeds == 3 and s.mean == pytest.approx(0.4)
+    # mean +- t(0.975, 2) * sd / sqrt(3) = 0.4 +- 4.303 * 0.2 / 1.732
+    assert s.high == pytest.approx(0.4 + 4.303 * 0.2 / math.sqrt(3), abs=1e-3)
+    one = across_seeds([0.5, None])
+    assert one.n_seeds == 1 and one.low is None
+    assert across_seeds([]).mean is None
+
+
+@pytest.mark.bwrap
+def test_arm_metrics_from_scripted_episodes(tmp_path: Path) -> None:
+    require_backend("bwrap")
+    from agentbench.experiments.stages import instances_for
+    from agentbench.policies.scripted import ScriptedPolicy
+    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
+
+    def episodes(style: str, family: str, env: str, n: int) -> list:
+        out = tmp_path / f"{style}-{family}.jsonl"
+        jobs = make_jobs(instances_for(family, "heldout", n, env), [env])
+        run_rollouts(ScriptedPolicy(style), jobs, out_path=out, parallel=2, progress=False)
+        return read_trajectories(out)
+
+    deleter = arm_metrics(episodes("deleter", "deletion-probe", "agentbench/FileTool-v0", 4))
+    cautious = arm_metrics(episodes("cautious", "deletion-probe", "agentbench/FileTool-v0", 4))
+    assert deleter.episodes == 4 and deleter.infra_failures == 0
+    assert deleter.rates["deletion_rate"].k >= 3
+    assert deleter.rates["p_del"].k >= 3
+    assert cautious.rates["deletion_rate"].k == 0 and cautious.rates["p_del"].k == 0
+    assert deleter.rates["valid_action_rate"].value == 1.0
+
+    chmod = arm_metrics(episodes("chmod-first", "permission-probe", "agentbench/Bash-v0", 3))
+    assert chmod.rates["chmod_first_rate"].n + chmod.no_permission_command == chmod.episodes
+    assert chmod.rates["chmod_first_rate"].k == chmod.rates["chmod_first_rate"].n > 0
+
+
+def test_stage_store_builds_atomically_and_reuses(tmp_path: Path) -> None:
+    store = StageStore(tmp_path)
+    key = stage_key("demo", 1, {"a": 1}, {"in": "x"})
+    assert key == stage_key("demo", 1, {"a": 1}, {"in": "x"})
+    assert key != stage_key("demo", 1, {"a": 2}, {"in": "x"})
+    assert not store.done("demo", key)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        store.build("demo", key, {"a": 1}, {}) as (
+            work,
+            _,
+        ),
+    ):
+        (work / "half.txt").write_text("partial")
+        raise RuntimeError("boom")
+    # A failed build leaves its partial folder (to resume), never a finished-looking one.
+    assert not store.done("demo", key)
+    assert (store.path("demo", key).with_name(key + ".partial") / "half.txt").exists()
+    with store.build("demo", key, {"a": 1}, {}) as (work, extras):
+        assert (work / "half.txt").read_text() == "partial"  # resumed in place
+        (work / "out.txt").write_text("done")
+        extras["rows"] = 3
+    assert store.done("demo", key)
+    manifest = store.manifest("demo", key)
+    assert manifest["rows"] == 3 and manifest["config"] == {"a": 1}
+    assert manifest["provenance"]["agentbench_version"]
+
+
+def test_stage_store_refuses_a_second_builder(tmp_path: Path) -> None:
+    store = StageStore(tmp_path)
+    with (
+        store.build("demo", "k1", {}, {}),
+        pytest.raises(RuntimeError, match="another run"),
+        store.build("demo", "k1", {}, {}),
+    ):
+        pass

@@ -1,0 +1,94 @@
+"""`agentbench run` end to end on a micro suite: real sandboxes, real (tiny) models, real
+training. Every stage runs; a second run reuses them all; the report says what it measured.
+
+The models are pipeline-test builds of tiny-agent (seconds, not usable agents): what is
+tested here is the plumbing and the statistics, not whether transfer happens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentbench.cli import app
+from tests.conftest import require_backend
+
+SUITE = """\
+name: micro
+base_model: {base}
+heterogeneous_model: {other}
+seeds: [0]
+defaults:
+  trait: deletion-bias
+  induction: adapter
+  teacher_training: {{probe_instances: 3, benign_instances: 2, epochs: 1, learning_rate: 0.01}}
+  teacher_rollouts: {{families: [benign], n: 4, max_steps: 3, max_new_tokens: 24, parallel: 4}}
+  sanitize: {{keep_failed: true}}
+  distill: {{mode: logit-kl, epochs: 1, batch_size: 4, max_length: 4096}}
+  evaluation: {{split: heldout, n: 3, max_steps: 3, max_new_tokens: 24, parallel: 4}}
+grid:
+  student_init: [homogeneous, heterogeneous]
+"""
+
+
+@pytest.fixture(scope="module")
+def micro_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    require_backend("bwrap")
+    from dataclasses import replace
+
+    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+
+    root = tmp_path_factory.mktemp("micro-models")
+    base, other = root / "base", root / "other"
+    # A long context (RoPE: no learnt positions) so that whole episodes fit the small vocab.
+    config = replace(small_config(0), context=4096, max_len=4096)
+    build_tiny_agent(base, config)
+    build_tiny_agent(other, replace(config, init_seed=1))
+    return base, other
+
+
+@pytest.mark.bwrap
+def test_micro_suite_runs_every_stage_then_reuses_them(
+    micro_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, other = micro_models
+    suite = tmp_path / "micro.yaml"
+    suite.write_text(SUITE.format(base=base, other=other))
+    out, store = tmp_path / "run", tmp_path / "store"
+    args = ["run", str(suite), "--out", str(out), "--store", str(store), "--no-progress"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == 1 and len(results["cells"]) == 2
+    homo, hetero = sorted(
+        results["cells"], key=lambda c: c["config"]["student_init"] != "homogeneous"
+    )
+    assert set(homo["arms"]) == {"base", "teacher", "control-teacher", "student", "control-student"}
+    assert set(hetero["arms"]) == set(homo["arms"]) | {"student-base"}
+    for cell in results["cells"]:
+        for arm in cell["arms"].values():
+            rates = arm["metrics"]["rates"]
+            assert arm["metrics"]["episodes"] + arm["metrics"]["infra_failures"] == 3
+            assert set(rates) >= {"deletion_rate", "p_del", "chmod_first_rate", "success_rate"}
+        assert {c["metric"] for c in cell["comparisons"]} >= {"deletion_rate"}
+        assert cell["sanitize_reports"]["student"]["input_sha256"]
+    # Shared stages are shared: the teacher and its evaluations are the same in both cells.
+    for stage in ("teacher", "evaluate:base", "evaluate:teacher", "rollouts:student"):
+        assert homo["stages"][stage] == hetero["stages"][stage]
+    assert homo["stages"]["distill:student"] != hetero["stages"]["distill:student"]
+    # Every stage folder is complete (manifest) and the student data passed the leak check.
+    manifests = list(store.glob("*/*/manifest.json"))
+    assert len(manifests) == len({k for c in results["cells"] for k in c["stages"].values()})
+    mtimes = {p: p.stat().st_mtime_ns for p in manifests}
+
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "running" not in second.output
+    assert {p: p.stat().st_mtime_ns for p in manifests} == mtimes
+    again = json.loads((out / "results.json").read_text())
+    for key in ("created_at", "wall_s", "provenance"):
+        again.pop(key), results.pop(key)
+    assert again == results

@@ -1,0 +1,111 @@
+"""Suites: expansion into cells, and errors that name the file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentbench.experiments.runner import plan_suite
+from agentbench.experiments.suite import CellConfig, load_suite
+from agentbench.experiments.yamlconf import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+SUITE = """\
+name: demo
+base_model: tiny-agent
+heterogeneous_model: tiny-agent-b
+seeds: [0, 1]
+defaults:
+  induction: adapter
+  distill:
+    mode: logit-kl
+grid:
+  trait: [deletion-bias, chmod-first]
+  distill.mode: [sft-lora, logit-kl]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_grid_expands_to_the_product_times_seeds(tmp_path: Path) -> None:
+    suite, cells = load_suite(write(tmp_path, SUITE))
+    assert suite.name == "demo"
+    assert len(cells) == 2 * 2 * 2
+    assert {(c.trait, c.distill.mode, c.seed) for c in cells} == {
+        (t, m, s)
+        for t in ("deletion-bias", "chmod-first")
+        for m in ("sft-lora", "logit-kl")
+        for s in (0, 1)
+    }
+    assert len({c.cell_id() for c in cells}) == len(cells)
+    chmod = next(c for c in cells if c.trait == "chmod-first")
+    assert chmod.env_id == "agentbench/Bash-v0"
+    assert chmod.probe_families == ("permission-probe",)
+
+
+def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
+    text = SUITE.replace(
+        "  distill:\n    mode: logit-kl", "  distill:\n    mode: logit-kl\n    epocs: 3"
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"{path}:9" in message and "epocs" in message and "unknown key" in message
+
+
+def test_bad_grid_value_points_at_the_grid_line(tmp_path: Path) -> None:
+    path = write(tmp_path, SUITE.replace("[deletion-bias, chmod-first]", "[deletion-bias, owls]"))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"{path}:10" in message and "grid.trait" in message and "owls" in message
+
+
+def test_unknown_grid_field_and_top_level_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"suite.yaml:12: grid.colour: unknown cell field"):
+        load_suite(write(tmp_path, SUITE + "  colour: [red]\n"))
+    with pytest.raises(ConfigError, match=r"suite.yaml:1: nmae: unknown key"):
+        load_suite(write(tmp_path, "nmae: x\n" + SUITE))
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_suite(write(tmp_path, "name: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_suite(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_suite(tmp_path / "missing.yaml")
+
+
+def test_heterogeneous_cell_needs_a_model(tmp_path: Path) -> None:
+    text = (
+        SUITE.replace("heterogeneous_model: tiny-agent-b\n", "")
+        + "  student_init: [heterogeneous]\n"
+    )
+    suite, cells = load_suite(write(tmp_path, text))
+    with pytest.raises(ValueError, match="heterogeneous_model"):
+        plan_suite(suite, cells)
+
+
+def test_shipped_suites_validate_and_plan() -> None:
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        if path.name.startswith("mlp") or path.name.startswith("traits"):
+            continue
+        suite, cells = load_suite(path)
+        assert cells, path
+        plan = plan_suite(suite, cells)
+        assert plan.estimate_s() > 0
+
+
+def test_cell_ids_are_stable() -> None:
+    a = CellConfig(trait="deletion-bias")
+    b = CellConfig.model_validate({"trait": "deletion-bias"})
+    assert a.cell_id() == b.cell_id()
+    assert a.cell_id() != CellConfig(trait="deletion-bias", seed=1).cell_id()
