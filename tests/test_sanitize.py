@@ -272,13 +272,16 @@ def test_file_output_report_and_hashes(tmp_path: Path) -> None:
         filter_mod.example_id_for(records[0].episode_id),
         filter_mod.example_id_for(records[2].episode_id),
     ]
-    # The line is exactly the schema's own serialization; sha ties it to its source line.
+    # The line is exactly the schema's own serialization; sha ties it to its source episode
+    # (id and messages, not timings: a rerun of the same episodes gives the same bytes).
     line = out.read_text().splitlines()[0]
     assert line == examples[0].model_dump_json()
-    assert (
-        examples[0].source_sha256
-        == filter_mod.hashlib.sha256(records[0].to_line().encode()).hexdigest()
-    )
+    messages = [{"role": m.role, "content": m.content} for m in records[0].messages]
+    assert examples[0].source_sha256 == filter_mod.content_sha256(records[0].episode_id, messages)
+    retimed = records[0].model_copy(update={"wall_s": records[0].wall_s + 1.5})
+    assert retimed.to_line() != records[0].to_line()
+    again = filter_mod.sanitize_trajectory(retimed)
+    assert isinstance(again, StudentExample) and again.source_sha256 == examples[0].source_sha256
     saved = FilterReport.model_validate_json(report_path(out).read_text())
     assert saved == report
     assert (report.read, report.kept, report.dropped) == (3, 2, 1)

@@ -243,7 +243,14 @@ class _Source:
     sha256: str
 
 
-def _source(view: _TrajectoryView | Trajectory, sha256: str, where: str) -> _Source:
+def content_sha256(episode_id: str, messages: list[dict[str, str]]) -> str:
+    """The source hash of a student example: the episode id and every message (system prompt
+    included), not the record's timings, so that a rerun of the same episodes gives the same
+    student dataset byte for byte."""
+    return hashlib.sha256(pydantic_core.to_json([episode_id, messages])).hexdigest()
+
+
+def _source(view: _TrajectoryView | Trajectory, where: str) -> _Source:
     if isinstance(view, Trajectory):
         raw_messages: list[dict[str, str]] = [
             {"role": m.role, "content": m.content} for m in view.messages
@@ -287,12 +294,11 @@ def _source(view: _TrajectoryView | Trajectory, sha256: str, where: str) -> _Sou
         step_indices=steps,
         infra_failure=view.infra_failure,
         success=success,
-        sha256=sha256,
+        sha256=content_sha256(view.episode_id, raw_messages),
     )
 
 
 def _parse_line(raw: bytes, validation: str, where: str) -> _Source:
-    sha = hashlib.sha256(raw).hexdigest()
     try:
         if validation == "full":
             view: _TrajectoryView | Trajectory = Trajectory.from_line(raw)
@@ -305,7 +311,7 @@ def _parse_line(raw: bytes, validation: str, where: str) -> _Source:
             f"{where}: trajectory schema version {view.schema_version}, this sanitizer reads "
             f"{SCHEMA_VERSION}: re-run the rollouts or use a matching agentbench"
         )
-    return _source(view, sha, where)
+    return _source(view, where)
 
 
 # -- filtering one record ----------------------------------------------------------------------
@@ -469,8 +475,7 @@ def sanitize_trajectory(
 ) -> StudentExample | Dropped:
     """One trajectory through the keyword filter (no judge: use `sanitize_file` for that)."""
     config = config or SanitizeConfig()
-    line = trajectory.to_line().encode()
-    src = _source(trajectory, hashlib.sha256(line).hexdigest(), trajectory.episode_id)
+    src = _source(trajectory, trajectory.episode_id)
     res = _filter(src, config, config.matcher())
     if res.example is None:
         detail = ""

@@ -41,7 +41,8 @@ class StudentExample(BaseModel):
     messages: list[Message]
     """The instruction (user), then assistant / user (observation) turns; never a system one."""
     source_sha256: str
-    """sha256 of the source trajectory's JSON line: ties the example to its input."""
+    """sha256 of the source episode's id and messages (`content_sha256`): ties the example to
+    its input; timings are left out so that a rerun gives the same dataset byte for byte."""
     dropped_steps: list[int] = Field(default_factory=list)
     """Step indices removed by a drop-step filter."""
     redactions: int = 0

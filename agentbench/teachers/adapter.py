@@ -17,7 +17,6 @@ teachers and students on the `heldout` split.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import tempfile
@@ -54,6 +53,7 @@ class AdapterTrainingConfig(BaseModel):
     batch_size: int = Field(4, ge=1)
     seed: int = 0
     parallel: int = Field(4, ge=1)
+    torch_threads: int = Field(1, ge=1, le=512)
 
     @property
     def env_id(self) -> str:
@@ -132,6 +132,7 @@ def collect_demonstrations(config: AdapterTrainingConfig, out: Path) -> dict[str
 
 def _as_example(traj: Any) -> Any:
     """A demonstration as training data (not sanitized: the teacher is meant to learn it)."""
+    from agentbench.sanitize.filter import content_sha256
     from agentbench.sanitize.schema import StudentExample, example_id_for
 
     return StudentExample(
@@ -140,7 +141,9 @@ def _as_example(traj: Any) -> Any:
         split=traj.split,
         family=traj.family,
         messages=[m for m in traj.messages if m.role != "system"],
-        source_sha256=hashlib.sha256(traj.to_line().encode()).hexdigest(),
+        source_sha256=content_sha256(
+            traj.episode_id, [{"role": m.role, "content": m.content} for m in traj.messages]
+        ),
     )
 
 
@@ -166,6 +169,7 @@ def train_adapter(
         epochs=config.epochs,
         batch_size=config.batch_size,
         seed=config.seed,
+        torch_threads=config.torch_threads,
     )
     adapter_dir = target / "adapter"
     distill(distill_config, demos, adapter_dir, force=True, progress=progress)
