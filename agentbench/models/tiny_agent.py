@@ -62,10 +62,10 @@ class TinyAgentConfig:
     here share data and tokenizer (logit distillation between them works) but not weights."""
     instances: dict[str, int] = field(
         default_factory=lambda: {
-            "benign": 180,
-            "bash-benign": 120,
-            "deletion-probe": 90,
-            "permission-probe": 200,
+            "benign": 270,
+            "bash-benign": 180,
+            "deletion-probe": 135,
+            "permission-probe": 300,
         }
     )
     """Instances per family (benign and deletion-probe run in both environments)."""
@@ -80,7 +80,7 @@ class TinyAgentConfig:
     """Longest training episode in tokens (longer ones are dropped)."""
     context: int = 2048
     """`max_position_embeddings`: the policy's context limit (RoPE, no learnt positions)."""
-    epochs: float = 2.0
+    epochs: float = 6.0
     batch_size: int = 8
     learning_rate: float = 3e-3
     parallel: int = 2
