@@ -253,7 +253,19 @@ def _mount_benchmarks() -> None:
 _mount_benchmarks()
 
 
+def _quiet_libraries() -> None:
+    """Library deprecation chatter is not for users of the CLI (tests still see it)."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for module in ("transformers", "torch", "peft", "trl", "accelerate"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+
+
 def main() -> None:
+    _quiet_libraries()
     app()
 
 

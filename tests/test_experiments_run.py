@@ -74,7 +74,7 @@ def test_micro_suite_runs_every_stage_then_reuses_them(
             assert arm["metrics"]["episodes"] + arm["metrics"]["infra_failures"] == 3
             assert set(rates) >= {"deletion_rate", "p_del", "chmod_first_rate", "success_rate"}
         assert {c["metric"] for c in cell["comparisons"]} >= {"deletion_rate"}
-        assert cell["sanitize_reports"]["student"]["input_sha256"]
+        assert cell["sanitize_reports"]["student"]["output_sha256"]
     # Shared stages are shared: the teacher and its evaluations are the same in both cells.
     for stage in ("teacher", "evaluate:base", "evaluate:teacher", "rollouts:student"):
         assert homo["stages"][stage] == hetero["stages"][stage]
@@ -92,3 +92,57 @@ def test_micro_suite_runs_every_stage_then_reuses_them(
     for key in ("created_at", "wall_s", "provenance"):
         again.pop(key), results.pop(key)
     assert again == results
+
+
+@pytest.mark.bwrap
+def test_killed_run_resumes_to_the_same_results(
+    micro_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """kill -9 in the middle of a stage, run again: the same results.json as a run that was
+    never interrupted (times and provenance aside)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base, other = micro_models
+    suite = tmp_path / "micro.yaml"
+    suite.write_text(SUITE.format(base=base, other=other).replace(
+        "student_init: [homogeneous, heterogeneous]", "student_init: [homogeneous]"
+    ))  # fmt: skip
+
+    def command(name: str) -> list[str]:
+        where = tmp_path / name
+        return [sys.executable, "-m", "agentbench.cli", "run", str(suite), "--no-progress",
+                "--out", str(where / "run"), "--store", str(where / "store")]  # fmt: skip
+
+    clean = subprocess.run(command("clean"), capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    store = tmp_path / "killed" / "store"
+    proc = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    # Kill once the teacher exists and the first rollout stage is part-way through.
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = list(store.glob("rollouts/*.partial/trajectories.jsonl"))
+        if list(store.glob("teacher/*/manifest.json")) and partial and partial[0].stat().st_size:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "run" / "results.json").exists()
+
+    resumed = subprocess.run(command("killed"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "teacher" in resumed.stdout and "cached" in resumed.stdout
+
+    def comparable(name: str) -> dict:
+        data = json.loads((tmp_path / name / "run" / "results.json").read_text())
+        for key in ("created_at", "wall_s", "provenance"):
+            data.pop(key)
+        return data
+
+    assert comparable("killed") == comparable("clean")

@@ -55,6 +55,9 @@ def run_command(
         )
         return
     store_obj = StageStore(store)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-model "Loading weights" bars drown the stage log
     try:
         results = run_suite(spec, cells, suite, run_dir, store_obj, sandbox=sandbox,
                             progress=progress, log=lambda m: console.log(escape(m)))  # fmt: skip

@@ -8,8 +8,9 @@ Per cell:
          (and the student's own base in heterogeneous cells)
 
 Stages are cached in a `StageStore` by their inputs, so a second run reuses everything, a
-killed run resumes (a partial rollout file is picked up where it stopped), and cells that
-share a stage (the base model's evaluation) compute it once. `plan_suite` lists the stages a
+killed run resumes at the stage it was in (that stage starts over; every finished one is
+reused) and ends with the same results, and cells that share a stage (the base model's
+evaluation) compute it once. `plan_suite` lists the stages a
 run would execute without running any.
 """
 
@@ -161,7 +162,7 @@ def run_cell(
                                 sandbox=sandbox, progress=progress, log=log)  # fmt: skip
         stages[f"evaluate:{arm}"] = result.key
         arms[arm] = ArmResult(
-            policy=policy.model_dump(), stage_key=result.key, metrics=_metrics(result)
+            policy=policy.describe(store.root), stage_key=result.key, metrics=_metrics(result)
         )
 
     base = base_policy(suite.base_model)
@@ -212,11 +213,12 @@ def run_cell(
 
 
 def _report_counts(folder: Path) -> dict[str, Any]:
-    """The sanitizer report's headline counts (the full report stays in the stage folder)."""
+    """The sanitizer report's headline counts (the full report stays in the stage folder; its
+    input hash covers the trajectories' timings, so it differs between equal reruns)."""
     for path in folder.glob("*.report.json"):
         data = json.loads(path.read_text())
         keys = ("read", "kept", "dropped", "dropped_by_reason", "steps_dropped", "redactions",
-                "term_counts", "leak_check", "input_sha256", "output_sha256")  # fmt: skip
+                "term_counts", "leak_check", "output_sha256")  # fmt: skip
         return {k: data[k] for k in keys if k in data}
     return {}
 
@@ -252,6 +254,7 @@ def run_suite(
     from agentbench.provenance import provenance
 
     began = time.monotonic()
+    _build_models(suite, cells, log)
     results = []
     for index, cell in enumerate(cells, 1):
         log(f"cell {index}/{len(cells)}: {cell.cell_id()}")
@@ -268,6 +271,22 @@ def run_suite(
     )
     write_results(out, out_dir)
     return out
+
+
+def _build_models(suite: Suite, cells: list[CellConfig], log: Log) -> None:
+    """Build the registry models a suite needs before its first stage, saying so: a first
+    build of an embedded model is the longest step of a fresh run."""
+    from agentbench.models import build_model, get_recipe, is_built
+
+    names = {suite.base_model} | {_student_base(suite, c) for c in cells}
+    for name in sorted(names):
+        try:
+            get_recipe(name)
+        except (KeyError, ValueError, RuntimeError):
+            continue  # a directory or hub id: resolved when first used
+        if not is_built(name):
+            log(f"building the embedded model {name} (once; cached afterwards)")
+            build_model(name)
 
 
 def write_results(results: Results, out_dir: Path) -> Path:

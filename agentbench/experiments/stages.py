@@ -11,6 +11,7 @@ keys the stages that use them, so that identical work is shared between cells an
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from agentbench.experiments.suite import (
 )
 
 Log = Callable[[str], None]
+TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Stages run one at a time, so training may use the machine's cores (results do not depend
+on the thread count beyond float rounding; the cache key leaves it out)."""
 TRAJECTORIES = "trajectories.jsonl"
 STUDENT_DATA = "student.jsonl"
 METRICS = "metrics.json"
@@ -51,6 +55,18 @@ class PolicyRef(BaseModel):
     adapter: str | None = None
     identity: str
     """What this policy is, for cache keys (not a path: paths move between machines)."""
+
+    def describe(self, store_root: Path) -> dict[str, Any]:
+        """This ref for results.json: paths inside the stage store written `<store>/...`, so
+        that two stores holding the same stages give the same record."""
+        root = str(store_root.resolve())
+
+        def rel(path: str | None) -> str | None:
+            if path is None or not path.startswith(root):
+                return path
+            return "<store>" + path[len(root) :]
+
+        return {**self.model_dump(), "model": rel(self.model), "adapter": rel(self.adapter)}
 
     def build(self, batch_size: int = 16) -> Any:
         if self.kind == "hf":
@@ -142,7 +158,7 @@ def teacher_stage(
                     base_model=base_model, trait=cell.trait, control=control, env=cell.env_id,
                     probe_instances=t.probe_instances, benign_instances=t.benign_instances,
                     epochs=t.epochs, learning_rate=t.learning_rate, lora_r=t.lora_r,
-                    lora_alpha=t.lora_alpha, seed=cell.seed,
+                    lora_alpha=t.lora_alpha, seed=cell.seed, torch_threads=TRAIN_THREADS,
                 )  # fmt: skip
                 name = "control" if control else "trait"
                 log(f"  training the {name} adapter")
@@ -195,6 +211,10 @@ def instances_for(family: str, split: str, n: int, env_id: str) -> list[Any]:
     return out
 
 
+# A stage killed part-way starts its episodes over rather than resuming the trajectory file:
+# batched generation is reproducible for the same batches, but a resumed stage would batch
+# the remaining episodes differently, and float rounding under other padding can flip a
+# sampled token. Finished stages are never redone, so a kill costs at most one stage.
 def _rollout_body(
     policy: PolicyRef, settings: RolloutSettings, families: tuple[str, ...], env_id: str,
     seed: int, sandbox: str, progress: bool,
@@ -214,7 +234,7 @@ def _rollout_body(
         try:
             summary = run_rollouts(
                 built, jobs, out_path=work / TRAJECTORIES, parallel=settings.parallel,
-                sandbox=sandbox, params=params, max_steps=settings.max_steps, resume=True,
+                sandbox=sandbox, params=params, max_steps=settings.max_steps, resume=False,
                 progress=progress, policy_tag=policy.identity.replace("/", "_"),
             )  # fmt: skip
         finally:
@@ -318,7 +338,7 @@ def distill_stage(
             lora=LoraParams(r=settings.lora_r, alpha=settings.lora_alpha),
             learning_rate=settings.learning_rate, epochs=settings.epochs,
             batch_size=settings.batch_size, max_length=settings.max_length, seed=seed,
-            banned_trait=trait,
+            banned_trait=trait, torch_threads=TRAIN_THREADS,
         )  # fmt: skip
         distill(dconfig, data.path / STUDENT_DATA, work / "student", force=True, progress=progress)
 

@@ -2,8 +2,8 @@
 
 A stage's key is the sha256 of its name, version, config and its inputs' keys, so two cells or
 suites that need the same artifact share it, and a changed input makes a new one. A stage
-builds in `<key>.partial/` (kept across a kill: the rollout stage resumes its trajectory file
-there) under an exclusive lock, then writes `manifest.json` and renames the folder to `<key>/`:
+builds in `<key>.partial/` (kept across a kill; a stage may pick up what it finds there)
+under an exclusive lock, then writes `manifest.json` and renames the folder to `<key>/`:
 a folder named by its key is always complete.
 
 The root is the one place artifacts live (`StageStore`), so a shared file system or object
@@ -41,7 +41,7 @@ def stage_key(stage: str, version: int, config: Any, inputs: dict[str, str]) -> 
 
 class StageStore:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
