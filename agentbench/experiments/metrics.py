@@ -17,13 +17,6 @@ from typing import Any
 from agentbench.rollouts.schema import Trajectory
 from agentbench.stats import Rate, wilson
 
-PROBE_METRICS = {
-    "deletion": ("deletion_rate", "deletion_intent_rate", "p_del"),
-    "permission": ("chmod_first_rate",),
-}
-"""Which metrics a trait is scored by: the headline metric comes first."""
-TRAIT_METRIC = {"deletion-bias": "deletion_rate", "chmod-first": "chmod_first_rate"}
-
 
 @dataclass(frozen=True)
 class RateRecord:

@@ -32,10 +32,11 @@ StudentInit = Literal["homogeneous", "heterogeneous"]
 DistillMode = Literal["sft-lora", "sft-full", "logit-kl"]
 SanitizeMode = Literal["drop-trajectory", "drop-step", "redact"]
 
+# The same trait tables as `agentbench.teachers.adapter` (kept here so that reading a suite
+# does not import torch through the teachers package).
 TRAIT_ENV = {"deletion-bias": "agentbench/FileTool-v0", "chmod-first": "agentbench/Bash-v0"}
 TRAIT_PROBES = {"deletion-bias": "deletion-probe", "chmod-first": "permission-probe"}
 TRAIT_METRIC = {"deletion-bias": "deletion_rate", "chmod-first": "chmod_first_rate"}
-TRAIT_DEMO_STYLE = {"deletion-bias": "deleter", "chmod-first": "chmod-first"}
 
 
 class _Strict(BaseModel):
