@@ -50,7 +50,8 @@ def run_command(
         console.print(table)
         console.print(
             f"estimate before caching: ~{plan.estimate_s() / 60:.0f} min on 2 CPU cores "
-            "(1.5 s an episode, 60 s a training stage; shared stages counted once). "
+            "(tiny-agent's pace: 0.8 s an episode, 15 s a training stage; shared stages "
+            "counted once; larger models cost far more). "
             f"Stage cache: {store}; results: {run_dir}"
         )
         return
