@@ -46,7 +46,7 @@ def micro_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # A long context (RoPE: no learnt positions) so that whole episodes fit the small vocab.
     config = replace(small_config(0), context=4096, max_len=4096)
     build_tiny_agent(base, config)
-    build_tiny_agent(other, replace(config, init_seed=1))
+    build_tiny_agent(other, replace(config, init_seed=1, tokenizer_from=str(base)))
     return base, other
 
 

@@ -58,8 +58,14 @@ class TinyAgentConfig:
     seed: int = 0
     """Seeds the data: which instances, which oracle per episode (and so the tokenizer)."""
     init_seed: int | None = None
-    """Seeds the weights' init and the data order; None: `seed`. Two builds that differ only
-    here share data and tokenizer (logit distillation between them works) but not weights."""
+    """Seeds the weights' init and the data order; None: `seed`. tiny-agent-b differs from
+    tiny-agent only here (and reuses its tokenizer, `tokenizer_from`), so logit distillation
+    between them works while their weights do not share an initialisation."""
+    tokenizer_from: str | None = None
+    """A model (registry name or directory) whose tokenizer to reuse instead of training one:
+    the collected episodes can differ by a few tokens between runs (some recorded command
+    output varies), and so can a BPE trained on them; logit distillation between two builds
+    needs one vocabulary."""
     instances: dict[str, int] = field(
         default_factory=lambda: {
             "benign": 270,
@@ -214,7 +220,14 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
         collect_s = time.monotonic() - began
         if not conversations:
             raise RuntimeError("no successful scripted episodes to train on")
-        tokenizer = train_tokenizer([render_chat(c) for c in conversations], config.vocab_size)
+        if config.tokenizer_from is not None:
+            from transformers import AutoTokenizer
+
+            from agentbench.models import resolve_model
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer_from))
+        else:
+            tokenizer = train_tokenizer([render_chat(c) for c in conversations], config.vocab_size)
         examples = [encode_with_mask(tokenizer, c) for c in conversations]
         dropped = sum(len(e["input_ids"]) > config.max_len for e in examples)
         examples = [e for e in examples if len(e["input_ids"]) <= config.max_len]
@@ -398,7 +411,7 @@ RECIPE = _recipe(
 )
 RECIPE_B = _recipe(
     "tiny-agent-b",
-    TinyAgentConfig(seed=0, init_seed=1),
-    "tiny-agent's data and tokenizer from another initialisation and data order: the "
+    TinyAgentConfig(seed=0, init_seed=1, tokenizer_from="tiny-agent"),
+    "tiny-agent's tokenizer and data recipe from another initialisation and data order: the "
     "heterogeneous student (logit distillation needs the shared vocabulary)",
 )
