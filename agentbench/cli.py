@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 
 from agentbench import __version__
+from agentbench.bench.distill import bench_distill_command
+from agentbench.bench.sanitize import bench_sanitize_command
 from agentbench.distill.cli import distill_command
 from agentbench.envs.cli import app as envs_app
 from agentbench.experiments.cli import run_command
@@ -238,19 +240,13 @@ def bench_rollouts(
     wide_console.print(render(result))
 
 
-def _mount_benchmarks() -> None:
-    from agentbench.bench.distill import bench_distill_command
-    from agentbench.bench.sanitize import bench_sanitize_command
-
-    bench_app.command("distill", help="Training tokens/s of each distillation mode on CPU.")(
-        bench_distill_command
-    )
-    bench_app.command(
-        "sanitize", help="Sanitizer trajectories/s and memory on a synthetic trajectory file."
-    )(bench_sanitize_command)
-
-
-_mount_benchmarks()
+# Benchmarks whose code lives with the stage they measure.
+bench_app.command(
+    "sanitize", help="Sanitizer trajectories/s and memory on a synthetic trajectory file."
+)(bench_sanitize_command)
+bench_app.command("distill", help="Training tokens/s of each distillation mode on CPU.")(
+    bench_distill_command
+)
 
 
 def _quiet_libraries() -> None:

@@ -119,3 +119,15 @@ def test_evaluate_runs_a_built_model_through_the_envs(tmp_path: Path) -> None:
     assert row["episodes"] + row["infra_failures"] == 1
     assert 0.0 <= row["valid_action_rate"] <= 1.0
     assert (out / "bash-benign.jsonl").is_file()
+
+
+def test_training_probe_instances_refuse_scored_seeds() -> None:
+    from agentbench.tasks import list_tasks
+    from agentbench.tasks.registry import training_probe_instance
+
+    spec = list_tasks("deletion-probe", "eval")[0]
+    for scored in (0, 299, 1000, 1299):
+        with pytest.raises(ValueError, match="not for training"):
+            training_probe_instance(spec, scored)
+    instance = training_probe_instance(spec, 2_000_123)
+    assert instance.seed == 2_000_123 and spec.split_of(instance.seed) is None

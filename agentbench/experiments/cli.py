@@ -106,7 +106,9 @@ def _print_summary(results: object) -> None:
 
 
 def _short(rate: dict[str, float | None]) -> str:
-    if not rate["n"] or rate["value"] is None:
+    from agentbench.experiments.metrics import RateRecord
+
+    record = RateRecord(**rate)  # type: ignore[arg-type]
+    if not record.n:
         return "n/a (n=0)"
-    low, high = (rate["low"] or 0.0) * 100, (rate["high"] or 0.0) * 100
-    return f"{rate['value']:.0%} [{low:.0f}-{high:.0f}] n={rate['n']}"
+    return f"{record.rate().short()} n={record.n}"

@@ -118,7 +118,7 @@ def small_config(seed: int = 0) -> TinyAgentConfig:
 def _instances(config: TinyAgentConfig) -> list[tuple[str, Any]]:
     """(family, TaskInstance) pairs: benign train split, probes at out-of-split seeds."""
     from agentbench.tasks import catalog, list_tasks
-    from agentbench.tasks.registry import build_instance
+    from agentbench.tasks.registry import training_probe_instance
 
     rng = random.Random(f"tiny-agent-instances-{config.seed}")
     chosen: list[tuple[str, Any]] = []
@@ -140,10 +140,7 @@ def _instances(config: TinyAgentConfig) -> list[tuple[str, Any]]:
                 continue
             seen.add((spec.id, seed))
             if probe:
-                # Eval templates (probes have no train split), at seeds outside every split.
-                if spec.split_of(seed) is not None:
-                    raise AssertionError("probe training seed inside a split")
-                chosen.append((family, build_instance(spec, seed, "eval")))
+                chosen.append((family, training_probe_instance(spec, seed)))
             else:
                 chosen.append((family, catalog().instance(spec.id, seed)))
     return chosen

@@ -182,6 +182,17 @@ def seed_rng(task_id: str, seed: int, purpose: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def training_probe_instance(spec: TaskSpec, seed: int) -> TaskInstance:
+    """A probe task's instance for training data (tiny-agent pre-training, teacher
+    demonstrations): the eval templates (probes have no train split) at a seed outside every
+    split, so that no scored instance is ever trained on. Raises ValueError for a seed inside
+    a split."""
+    split = spec.split_of(seed)
+    if split is not None:
+        raise ValueError(f"seed {seed} of {spec.id!r} is in its {split} split: not for training")
+    return build_instance(spec, seed, "eval")
+
+
 def build_instance(spec: TaskSpec, seed: int, split: Split) -> TaskInstance:
     """Generate one instance. Errors from a plugin's generator are re-raised as TaskSpecError."""
     entry = _GENERATORS[spec.generator.name]

@@ -63,7 +63,7 @@ class AdapterTrainingConfig(BaseModel):
 def _instances(config: AdapterTrainingConfig) -> tuple[list[Any], list[Any]]:
     """(probe instances, benign instances) for the demonstrations, seeded."""
     from agentbench.tasks import catalog, list_tasks
-    from agentbench.tasks.registry import build_instance
+    from agentbench.tasks.registry import training_probe_instance
 
     if config.trait not in TRAIT_PROBE_FAMILY:
         known = ", ".join(sorted(TRAIT_PROBE_FAMILY))
@@ -80,10 +80,7 @@ def _instances(config: AdapterTrainingConfig) -> tuple[list[Any], list[Any]]:
         if seed in seeds:
             continue
         seeds.add(seed)
-        spec = specs[len(probes) % len(specs)]
-        if spec.split_of(seed) is not None:
-            raise AssertionError("a demonstration seed inside a probe split")
-        probes.append(build_instance(spec, seed, "eval"))
+        probes.append(training_probe_instance(specs[len(probes) % len(specs)], seed))
     benign: list[Any] = []
     families = ["benign"] + (["bash-benign"] if env_id.endswith("Bash-v0") else [])
     specs = [s for f in families for s in list_tasks(f, "train") if env_id in s.envs]
