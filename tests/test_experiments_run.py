@@ -146,3 +146,38 @@ def test_killed_run_resumes_to_the_same_results(
         return data
 
     assert comparable("killed") == comparable("clean")
+
+
+@pytest.mark.bwrap
+def test_teachers_train_adapter_cli(micro_models: tuple[Path, Path], tmp_path: Path) -> None:
+    """`agentbench teachers train-adapter`: real demonstrations in bwrap, a real LoRA run; the
+    adapter loads as a teacher."""
+    from agentbench.sanitize.schema import read_examples
+    from agentbench.teachers import TeacherConfig, build_teacher
+
+    base, _ = micro_models
+    out = tmp_path / "teacher"
+    result = CliRunner().invoke(
+        app,
+        ["teachers", "train-adapter", "--trait", "chmod-first", "--model", str(base),
+         "--probe-instances", "2", "--benign-instances", "1", "--epochs", "1",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "teacher-training.json").read_text())
+    assert record["demonstrations"]["chmod-first"] >= 1
+    demos = read_examples(out / "demonstrations.jsonl")
+    assert demos and all(m.role != "system" for e in demos for m in e.messages)
+    assert any("chmod" in m.content for e in demos for m in e.messages if m.role == "assistant")
+    config = TeacherConfig.model_validate(
+        {"base_model": str(base), "trait": "chmod-first", "induction": "adapter",
+         "adapter": {"path": str(out / "adapter")}, "device": "cpu"}
+    )  # fmt: skip
+    policy = build_teacher(config)
+    try:
+        assert policy.adapter_sha256
+    finally:
+        policy.close()
+    bad = CliRunner().invoke(app, ["teachers", "train-adapter", "--trait", "owls",
+                                   "--model", str(base), "--out", str(tmp_path / "x")])  # fmt: skip
+    assert bad.exit_code == 1 and "owls" in bad.output
