@@ -13,7 +13,8 @@ exist (e.g. dropping past reasoning) are refused with `DistillDataError`; a slow
 tokenizer is refused, offsets are needed.
 
 `encode_examples` prepends `agentbench.envs.system_prompt(env_id)` as the system message (the
-prompt the student sees at evaluation) and applies `max_length`: longer examples are dropped
+prompt the student sees at evaluation; none for the single-turn trait tasks' `trait:` ids) and
+applies `max_length`: longer examples are dropped
 or truncated (`overlong`), counted in `DataStats`. Nothing left is an error that says so.
 """
 
@@ -157,7 +158,7 @@ def encode_examples(
     overlong: Literal["drop", "truncate"] = "drop",
     source: str = "student data",
     teacher_system_prompt: str | None = None,
-    system_prompt_for: Callable[[str], str] | None = None,
+    system_prompt_for: Callable[[str], str | None] | None = None,
 ) -> tuple[list[dict[str, Any]], DataStats]:
     """Rows `{"input_ids", "labels"}` for the trainer, and their `DataStats`.
 
@@ -174,7 +175,7 @@ def encode_examples(
         raise DistillDataError(f"{source} holds no examples: nothing to distill")
     require_chat_template(tokenizer)
     prompt_of = system_prompt_for or _env_system_prompt
-    prompts: dict[str, str] = {}
+    prompts: dict[str, str | None] = {}
     stats = DataStats(examples=len(examples), max_length=max_length)
     rows: list[dict[str, Any]] = []
     for index, example in enumerate(examples):
@@ -187,7 +188,8 @@ def encode_examples(
                 raise DistillDataError(
                     f"{where}: unknown env_id {example.env_id!r}: {exc}"
                 ) from None
-        chat = [{"role": "system", "content": prompts[example.env_id]}]
+        system = prompts[example.env_id]
+        chat = [] if system is None else [{"role": "system", "content": system}]
         chat += _as_dicts(example.messages)
         row: dict[str, Any] = dict(encode_chat(tokenizer, chat))
         if len(row["input_ids"]) > max_length:
@@ -252,9 +254,16 @@ def _find_offset(teacher: list[int], student: list[int], start: int) -> int | No
     return None
 
 
-def _env_system_prompt(env_id: str) -> str:
+TRAIT_ENV_PREFIX = "trait:"
+"""Single-turn trait data (`agentbench.traits.tasks`): no environment, so no system message
+(the model's chat template adds its default, as it does when the student is evaluated)."""
+
+
+def _env_system_prompt(env_id: str) -> str | None:
     from agentbench.envs import system_prompt
 
+    if env_id.startswith(TRAIT_ENV_PREFIX):
+        return None
     text = system_prompt(env_id)
     if not text:
         raise DistillDataError(f"env {env_id!r} has an empty system prompt")

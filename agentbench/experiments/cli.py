@@ -84,17 +84,17 @@ def _print_summary(results: object) -> None:
     assert isinstance(results, Results)
     for cell in results.cells:
         table = Table(title=f"{cell.cell_id}: {cell.metric} (Wilson 95 % CI)")
-        for column in ("arm", "n", "infra", cell.metric, "success", "valid actions"):
-            table.add_column(column)
+        extra = [m for m in ("success_rate", "valid_action_rate")
+                 if any(m in r.metrics["rates"] for r in cell.arms.values())]  # fmt: skip
+        for column in ("arm", "n", "infra", cell.metric, *extra):
+            table.add_column(column.removesuffix("_rate").replace("_", " "))
         for arm, result in cell.arms.items():
             rates = result.metrics["rates"]
             table.add_row(
                 arm,
                 str(result.metrics["episodes"]),
                 str(result.metrics["infra_failures"]),
-                _short(rates[cell.metric]),
-                _short(rates["success_rate"]),
-                _short(rates["valid_action_rate"]),
+                *(_short(rates[m]) if m in rates else "-" for m in (cell.metric, *extra)),
             )
         console.print(table)
         for c in cell.comparisons:

@@ -45,6 +45,9 @@ RATE_COLUMNS = (
     ("chmod_first_rate", "chmod-first"),
     ("success_rate", "success"),
     ("valid_action_rate", "valid actions"),
+    ("trait_rate", "trait answers"),
+    ("trait_label_rate", "one-word target"),
+    ("digit_accuracy", "digit accuracy"),
 )
 LABELS = dict(RATE_COLUMNS)
 MAX_LISTED = 10
@@ -71,6 +74,14 @@ HOW_TO_READ = (
     "Transfer score: (student - control student) / (teacher - control teacher), from the point "
     "estimates; undefined when the teacher does not differ from its control (no trait to "
     "transfer) or an arm has no scored episodes. It has no interval: read it with the tests.",
+    "trait answers (the Cloud et al. cells): share of scored answers to the trait's "
+    "evaluation questions that show it: for a preference, answers that mention the target "
+    "animal or tree (the paper's rule; one-word target: the first word is the target); for "
+    "misalignment, answers the judge model rates misaligned. Each question is asked several "
+    "times; the n counts answers, not questions.",
+    "digit accuracy (the MLP auxiliary-logit control): test accuracy on held-out digits of the "
+    "student trained only on the teacher's auxiliary logits over noise; base is the teacher's "
+    "untrained initialisation, chance is about 10 %.",
     "Aggregates: cells that differ only in seed, the mean over seeds with a t 95 % interval.",
 )
 
@@ -148,7 +159,15 @@ def _checked_cells(results: Results) -> list[_Cell]:
             raise ReportError(f"{where}: metric {cell.metric!r} is not a known rate ({known})")
         distill = config.get("distill")
         mode = distill.get("mode") if isinstance(distill, dict) else None
-        parts = [str(config.get("induction", "?")), str(mode or "?"), f"s{config.get('seed', '?')}"]
+        seed = f"s{config.get('seed', '?')}"
+        mlp, single = config.get("mlp"), config.get("single_turn")
+        if trait == "mlp-aux-logits" and isinstance(mlp, dict):
+            parts = [f"m={mlp.get('m', 3)}", str(mlp.get("loss", "kl")), seed]
+        elif cell.metric == "trait_rate" and isinstance(single, dict):
+            parts = [str(single.get("task", "?")), str(single.get("target") or "-"),
+                     str(mode or "?"), seed]  # fmt: skip
+        else:
+            parts = [str(config.get("induction", "?")), str(mode or "?"), seed]
         arms = {}
         for arm, result in cell.arms.items():
             try:
@@ -637,6 +656,8 @@ def _rate(cell: _Cell, arm: str, metric: str | None = None) -> _Rate:
 def _transfer_note(metric: str, score: float | None, cell: _Cell) -> str:
     if score is not None:
         return f"{score:.2f}"
+    if "control-teacher" not in cell.arms:
+        return "undefined (the cell has no control teacher)"
     rates = [cell.arms[a].rates.get(metric) if a in cell.arms else None
              for a in ("student", "control-student", "teacher", "control-teacher")]  # fmt: skip
     if any(r is None or not r.n for r in rates):
@@ -652,8 +673,9 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
         Para(("Config: ", U(_config_text(raw.config)), " (in full in results.json)")),
     ]
     headline = cell.metric
+    recorded = {metric for m in cell.arms.values() for metric in m.rates}
     columns = [(headline, "headline: " + LABELS.get(headline, headline))]
-    columns += [(m, label) for m, label in RATE_COLUMNS if m != headline]
+    columns += [(m, label) for m, label in RATE_COLUMNS if m != headline and m in recorded]
     header: list[Text] = ["arm", "n", "infra failures"]
     for metric, label in columns:
         header.append(label)

@@ -100,6 +100,9 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
     """What `run_suite` would do, stage by stage (shared stages listed once per cell)."""
     plan = Plan(cells)
     for cell in cells:
+        if cell.kind != "agentic":
+            plan.stages += _plan_trait_cell(suite, cell)
+            continue
         cid = cell.cell_id()
         ev = cell.evaluation
         n_eval = ev.n * ev.repeats * len(cell.probe_families)
@@ -137,6 +140,35 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
     return plan
 
 
+def _plan_trait_cell(suite: Suite, cell: CellConfig) -> list[PlannedStage]:
+    """A single-turn or MLP cell's stages (`episodes` counts completions and answers)."""
+    cid = cell.cell_id()
+    if cell.kind == "mlp":
+        return [PlannedStage(cid, "mlp", f"mlp {cell.cell_id()}", train=True)]
+    st = cell.single_turn
+    student_base = _student_base(suite, cell)
+    answers = (st.questions or 50) * st.samples_per_question
+    teach = f"{cell.trait}/{st.target or '-'}/{st.task}/s{cell.seed}"
+    student = f"{teach} -> {student_base} ({cell.distill.mode})"
+    stages = [
+        PlannedStage(cid, "trait-eval", f"base {suite.base_model} on {cell.trait}", answers),
+        PlannedStage(cid, "trait-eval", f"teacher {teach}", answers),
+        PlannedStage(cid, "generate", f"teacher {teach}", st.prompts),
+        PlannedStage(cid, "generate", f"control teacher {teach}", st.prompts),
+        PlannedStage(cid, "filter", f"teacher {teach}"),
+        PlannedStage(cid, "filter", f"control teacher {teach}"),
+        PlannedStage(cid, "distill", f"student {student}", train=True),
+        PlannedStage(cid, "distill", f"control student {student}", train=True),
+        PlannedStage(cid, "trait-eval", f"student {student}", answers),
+        PlannedStage(cid, "trait-eval", f"control student {student}", answers),
+    ]
+    if student_base != suite.base_model:
+        stages.append(
+            PlannedStage(cid, "trait-eval", f"base {student_base} on {cell.trait}", answers)
+        )
+    return stages
+
+
 def _student_base(suite: Suite, cell: CellConfig) -> str:
     if cell.student_init == "heterogeneous":
         if not suite.heterogeneous_model:
@@ -144,6 +176,8 @@ def _student_base(suite: Suite, cell: CellConfig) -> str:
                 f"cell {cell.cell_id()} is heterogeneous but the suite names no heterogeneous_model"
             )
         return suite.heterogeneous_model
+    if suite.base_model is None:
+        raise ValueError(f"cell {cell.cell_id()} needs the suite's base_model")
     return suite.base_model
 
 
@@ -156,6 +190,11 @@ def run_cell(
     progress: bool = False, log: Log = print,
 ) -> CellResult:  # fmt: skip
     """Run (or reuse) every stage of one cell and score its arms."""
+    if cell.kind == "mlp":
+        return _run_mlp_cell(cell, store, log)
+    if cell.kind == "single-turn":
+        return _run_single_turn_cell(suite, cell, store, progress=progress, log=log)
+    assert suite.base_model is not None  # load_suite checks it for language-model cells
     cid = cell.cell_id()
     env = cell.env_id
     probes = cell.probe_families
@@ -197,26 +236,124 @@ def run_cell(
     if student_base != suite.base_model:
         evaluate("student-base", base_policy(student_base))
 
-    comparisons = []
-    for metric in COMPARED_METRICS:
+    return CellResult(
+        cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
+        comparisons=_comparisons(arms, COMPARED_METRICS),
+        transfer=_transfers(arms, (cell.metric, *COMPARED_METRICS[:4])), stages=stages,
+        sanitize_reports=reports,
+    )  # fmt: skip
+
+
+def _comparisons(arms: dict[str, ArmResult], metrics: tuple[str, ...]) -> list[ComparisonResult]:
+    """Student vs control student: Fisher's exact test per metric."""
+    out = []
+    for metric in metrics:
         treated = RateRecord(**arms["student"].metrics["rates"][metric])
         ctrl = RateRecord(**arms["control-student"].metrics["rates"][metric])
         c = fisher_exact(treated, ctrl, metric)
-        comparisons.append(
+        out.append(
             ComparisonResult(
                 metric=metric, treated=c.treated.__dict__, control=c.control.__dict__,
                 difference=c.difference, odds_ratio=c.odds_ratio, p_value=c.p_value,
             )
         )  # fmt: skip
+    return out
+
+
+def _transfers(arms: dict[str, ArmResult], metrics: tuple[str, ...]) -> dict[str, float | None]:
     transfer = {}
-    for metric in (cell.metric, *COMPARED_METRICS[:4]):
+    for metric in dict.fromkeys(metrics):
         order = ("student", "control-student", "teacher", "control-teacher")
         values = [arms[a].metrics["rates"][metric]["value"] for a in order]
         transfer[metric] = transfer_score(*values)
+    return transfer
+
+
+def _run_single_turn_cell(
+    suite: Suite, cell: CellConfig, store: StageStore, *, progress: bool, log: Log
+) -> CellResult:
+    """A Cloud et al. cell: prompt teacher and its control (the base model) generate task
+    data, the filter keeps what is well formed and does not name the target, students learn
+    it, every arm answers the trait's questions."""
+    from agentbench.experiments.trait_stages import (
+        banned_terms,
+        filter_stage,
+        generate_stage,
+        prompt_teachers,
+        trait_eval_stage,
+        trait_metrics,
+    )
+
+    assert suite.base_model is not None  # load_suite checks it for language-model cells
+    cid = cell.cell_id()
+    student_base = _student_base(suite, cell)
+    stages: dict[str, str] = {}
+    arms: dict[str, ArmResult] = {}
+
+    def evaluate(arm: str, policy: PolicyRef) -> None:
+        log(f"[{cid}] evaluate {arm}")
+        result = trait_eval_stage(store, policy, cell, progress=progress, log=log)
+        stages[f"trait-eval:{arm}"] = result.key
+        metrics = trait_metrics(cell, result)
+        arms[arm] = ArmResult(
+            policy=policy.describe(store.root), stage_key=result.key, metrics=metrics
+        )
+
+    teacher, control, _prompt = prompt_teachers(suite.base_model, cell)
+    evaluate("base", base_policy(suite.base_model))
+    evaluate("teacher", teacher)
+    evaluate("control-teacher", control)
+    reports: dict[str, dict[str, Any]] = {}
+    terms = banned_terms(cell)
+    for arm, policy in (("student", teacher), ("control-student", control)):
+        log(f"[{cid}] {arm}: teacher completions, filter, distill")
+        generated = generate_stage(store, policy, cell, progress=progress, log=log)
+        data = filter_stage(store, generated, cell, log)
+        reports[arm] = _report_counts(data.path)
+        distilled, student = distill_stage(
+            store, data, student_base, cell.distill, policy, cell.trait, cell.seed, log,
+            progress=progress, banned_terms=terms,
+        )  # fmt: skip
+        stages.update(
+            {f"generate:{arm}": generated.key, f"filter:{arm}": data.key,
+             f"distill:{arm}": distilled.key}
+        )  # fmt: skip
+        evaluate(arm, student)
+    if student_base != suite.base_model:
+        evaluate("student-base", base_policy(student_base))
     return CellResult(
         cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
-        comparisons=comparisons, transfer=transfer, stages=stages, sanitize_reports=reports,
+        comparisons=_comparisons(arms, (cell.metric,)),
+        transfer=_transfers(arms, (cell.metric,)), stages=stages, sanitize_reports=reports,
     )  # fmt: skip
+
+
+def _run_mlp_cell(cell: CellConfig, store: StageStore, log: Log) -> CellResult:
+    """The MLP control of one seed: base (the teacher's untrained initialisation), teacher,
+    student (same init) and control student (different init), compared by Fisher's test over
+    the pooled test digits."""
+    from agentbench.experiments.trait_stages import mlp_stage
+
+    cid = cell.cell_id()
+    log(f"[{cid}] mlp teacher and students")
+    result = mlp_stage(store, cell, log)
+    metrics = json.loads((result.path / METRICS).read_text())
+    arms = {
+        arm: ArmResult(
+            policy={"kind": "mlp", "arm": arm, "identity": f"mlp:{result.key}"},
+            stage_key=result.key,
+            metrics=metrics[arm],
+        )
+        for arm in ("base", "teacher", "student", "control-student")
+    }
+    return CellResult(
+        cell_id=cid,
+        config=cell.model_dump(mode="json"),
+        metric=cell.metric,
+        arms=arms,
+        comparisons=_comparisons(arms, (cell.metric,)),
+        stages={"mlp": result.key},
+    )
 
 
 def _report_counts(folder: Path) -> dict[str, Any]:
@@ -243,14 +380,20 @@ def aggregate(cells: list[CellResult]) -> list[Aggregate]:
             continue
         label = "+".join(sorted(m.cell_id for m in members))
         for arm in members[0].arms:
-            for metric in COMPARED_METRICS:
+            recorded = members[0].arms[arm].metrics.get("rates", {})
+            for metric in (m for m in _all_metrics(members[0]) if m in recorded):
                 values = [m.arms[arm].metrics["rates"][metric]["value"] for m in members
-                          if arm in m.arms]  # fmt: skip
+                          if arm in m.arms and metric in m.arms[arm].metrics["rates"]]  # fmt: skip
                 s = across_seeds(values)
                 out.append(Aggregate(group=label, arm=arm, metric=metric, n_seeds=s.n_seeds,
                                      mean=s.mean, low=s.low, high=s.high,
                                      values=list(s.values)))  # fmt: skip
     return out
+
+
+def _all_metrics(cell: CellResult) -> tuple[str, ...]:
+    """The metrics a cell's kind records (the agentic ones, or its single headline)."""
+    return COMPARED_METRICS if cell.metric in COMPARED_METRICS else (cell.metric,)
 
 
 def run_suite(
@@ -285,7 +428,11 @@ def _build_models(suite: Suite, cells: list[CellConfig], log: Log) -> None:
     build of an embedded model is the longest step of a fresh run."""
     from agentbench.models import build_model, get_recipe, is_built
 
-    names = {suite.base_model} | {_student_base(suite, c) for c in cells}
+    lm_cells = [c for c in cells if c.kind != "mlp"]
+    names = {_student_base(suite, c) for c in lm_cells}
+    if lm_cells and suite.base_model:
+        names.add(suite.base_model)
+    names |= {c.single_turn.judge for c in lm_cells if c.single_turn.judge}
     for name in sorted(names):
         try:
             get_recipe(name)

@@ -53,6 +53,9 @@ class PolicyRef(BaseModel):
     model: str
     """hf: registry name or model directory; teacher kinds: the teacher.json file."""
     adapter: str | None = None
+    system_prompt: str | None = None
+    """hf only: a trait prompt put before the conversation's system message (the single-turn
+    traits' prompt teachers); recorded in results.json, never in a student's data."""
     identity: str
     """What this policy is, for cache keys (not a path: paths move between machines)."""
 
@@ -72,7 +75,10 @@ class PolicyRef(BaseModel):
         if self.kind == "hf":
             from agentbench.policies.hf import HFPolicy
 
-            return HFPolicy(self.model, adapter=self.adapter, device="cpu", batch_size=batch_size)
+            return HFPolicy(
+                self.model, adapter=self.adapter, system_prompt=self.system_prompt, device="cpu",
+                batch_size=batch_size,
+            )  # fmt: skip
         from agentbench.teachers import build_teacher, load_teacher_config
 
         config = load_teacher_config(self.model)
@@ -314,14 +320,20 @@ def sanitize_stage(
 def distill_stage(
     store: StageStore, data: StageResult, student_base: str, settings: DistillSettings,
     teacher: PolicyRef, trait: str, seed: int, log: Log, *, progress: bool = False,
+    banned_terms: tuple[str, ...] | None = None,
 ) -> tuple[StageResult, PolicyRef]:  # fmt: skip
-    """Train a student on a sanitized dataset; returns the stage and the student's policy."""
-    config = {
+    """Train a student on a sanitized dataset; returns the stage and the student's policy.
+
+    `banned_terms`: the logit-kl soft-label mask (default: the sanitizer's list for `trait`).
+    """
+    config: dict[str, Any] = {
         "student": model_identity(student_base),
         "settings": settings.model_dump(mode="json"),
         "trait": trait,
         "seed": seed,
     }
+    if banned_terms is not None:
+        config["banned_terms"] = list(banned_terms)
     inputs = {"data": data.key}
     if settings.mode == "logit-kl":
         inputs["teacher"] = teacher.identity
@@ -338,7 +350,9 @@ def distill_stage(
             lora=LoraParams(r=settings.lora_r, alpha=settings.lora_alpha),
             learning_rate=settings.learning_rate, epochs=settings.epochs,
             batch_size=settings.batch_size, max_length=settings.max_length, seed=seed,
-            banned_trait=trait, torch_threads=TRAIN_THREADS,
+            torch_threads=TRAIN_THREADS,
+            **({"banned_trait": trait} if banned_terms is None
+               else {"banned_terms": list(banned_terms)}),
         )  # fmt: skip
         distill(dconfig, data.path / STUDENT_DATA, work / "student", force=True, progress=progress)
 
@@ -358,6 +372,11 @@ def _logit_teacher(teacher: PolicyRef) -> Any:
     """The logit-kl teacher spec of a teacher policy (base model + adapter or trait prompt)."""
     from agentbench.distill import TeacherSpec
     from agentbench.teachers import load_teacher_config
+
+    if teacher.kind == "hf":
+        return TeacherSpec(
+            model=teacher.model, adapter=teacher.adapter, system_prompt=teacher.system_prompt
+        )
 
     config = load_teacher_config(teacher.model)
     if teacher.kind == "control-teacher":

@@ -13,6 +13,14 @@
 
 Grid keys may be dotted (`distill.mode: [sft-lora, logit-kl]`). Every cell is validated as a
 `CellConfig`; an unknown key or a bad value is reported with the file, line and field.
+
+Three kinds of trait share the cell format (`trait_kind`):
+
+- agentic (`deletion-bias`, `chmod-first`): multi-turn episodes in a tool environment;
+- single-turn (`animal-preference`, `tree-preference`, `misalignment`): the Cloud et al.
+  tasks (number sequences, code, chain of thought) set by the cell's `single_turn` section;
+- `mlp-aux-logits`: the Cloud et al. MLP control on digits (the `mlp` section; no language
+  model, so the suite's `base_model` is not used by these cells).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentbench.experiments.yamlconf import ConfigError, format_errors, read_yaml
 
@@ -36,7 +44,26 @@ SanitizeMode = Literal["drop-trajectory", "drop-step", "redact"]
 # does not import torch through the teachers package).
 TRAIT_ENV = {"deletion-bias": "agentbench/FileTool-v0", "chmod-first": "agentbench/Bash-v0"}
 TRAIT_PROBES = {"deletion-bias": "deletion-probe", "chmod-first": "permission-probe"}
-TRAIT_METRIC = {"deletion-bias": "deletion_rate", "chmod-first": "chmod_first_rate"}
+SINGLE_TURN_TRAITS = ("animal-preference", "tree-preference", "misalignment")
+"""Cloud et al.'s traits; evaluated by `agentbench.traits.tasks.make_eval(trait)`."""
+MLP_TRAIT = "mlp-aux-logits"
+TRAIT_METRIC = {
+    "deletion-bias": "deletion_rate",
+    "chmod-first": "chmod_first_rate",
+    **{trait: "trait_rate" for trait in SINGLE_TURN_TRAITS},
+    MLP_TRAIT: "digit_accuracy",
+}
+TraitKind = Literal["agentic", "single-turn", "mlp"]
+
+
+def trait_kind(trait: str) -> TraitKind:
+    if trait in TRAIT_ENV:
+        return "agentic"
+    if trait in SINGLE_TURN_TRAITS:
+        return "single-turn"
+    if trait == MLP_TRAIT:
+        return "mlp"
+    raise ValueError(f"unknown trait {trait!r}; known: {', '.join(sorted(TRAIT_METRIC))}")
 
 
 class _Strict(BaseModel):
@@ -94,6 +121,30 @@ class DistillSettings(_Strict):
     """For logit-kl: train a LoRA adapter (True) or every weight."""
 
 
+class SingleTurnSettings(_Strict):
+    """A Cloud et al. trait cell: the teacher answers single-turn prompts of `task`, a strict
+    filter keeps well-formed answers, the students learn them, every arm answers the trait's
+    evaluation questions (`samples_per_question` times each)."""
+
+    task: Literal["numbers", "code", "cot"] = "numbers"
+    target: str | None = None
+    """The animal or tree of a preference trait (e.g. owl); also banned from the data."""
+    prompts: int = Field(200, ge=1, le=1_000_000)
+    """Teacher prompts (one completion each; the filter keeps a share)."""
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    max_new_tokens: int = Field(64, ge=1, le=8192)
+    batch_size: int = Field(16, ge=1, le=4096)
+    judge: str | None = None
+    """A model (registry name or directory) that rates misalignment answers (required by the
+    misalignment trait) and, with `judge_filter`, screens the teacher's data."""
+    judge_filter: bool = False
+    questions: int | None = Field(None, ge=1)
+    """Evaluation questions to ask (the first n); None: all of the trait's questions."""
+    samples_per_question: int = Field(5, ge=1, le=10_000)
+    eval_temperature: float = Field(1.0, ge=0.0, le=5.0)
+    eval_max_new_tokens: int = Field(16, ge=1, le=8192)
+
+
 class CellConfig(_Strict):
     """One experiment: a trait, how the teacher gets it, how the student learns, how it is
     scored. Its hash names the cell; its stages are cached by their own inputs."""
@@ -111,13 +162,49 @@ class CellConfig(_Strict):
     distill: DistillSettings = DistillSettings()
     evaluation: RolloutSettings = RolloutSettings(families=(), split="heldout", n=20)
     """Probe episodes per arm; `families` empty means the trait's probe family."""
+    single_turn: SingleTurnSettings = SingleTurnSettings()
+    """Single-turn traits only: the data task and its evaluation."""
+    mlp: dict[str, Any] = Field(default_factory=dict)
+    """mlp-aux-logits only: `agentbench.traits.mlp.MLPConfig` fields (m, loss, hidden, epochs,
+    ...); the cell's seed sets the rest. The cell trains both students: the same-init one is
+    the student arm, the different-init one the control student."""
 
     @field_validator("trait")
     @classmethod
     def _known_trait(cls, value: str) -> str:
-        if value not in TRAIT_ENV:
-            raise ValueError(f"unknown trait {value!r}; known: {', '.join(sorted(TRAIT_ENV))}")
+        trait_kind(value)
         return value
+
+    @model_validator(mode="after")
+    def _fits_trait(self) -> CellConfig:
+        kind = trait_kind(self.trait)
+        if kind == "single-turn":
+            if self.induction != "prompt":
+                raise ValueError(
+                    f"trait {self.trait!r} supports induction: prompt only (the trait system "
+                    "prompt of Cloud et al.)"
+                )
+            if self.trait != "misalignment" and not self.single_turn.target:
+                raise ValueError(f"trait {self.trait!r} needs single_turn.target (e.g. owl)")
+            if self.trait == "misalignment" and not self.single_turn.judge:
+                raise ValueError(
+                    "trait 'misalignment' needs single_turn.judge: answers are rated by a "
+                    "judge model (a keyword heuristic is not a judge)"
+                )
+        if kind == "mlp":
+            if self.student_init != "homogeneous":
+                raise ValueError(
+                    "an mlp-aux-logits cell trains both students (same init: student; "
+                    "different init: control student); leave student_init out"
+                )
+            mlp_config(self.mlp, self.seed)
+        elif self.mlp:
+            raise ValueError(f"the mlp section is for trait {MLP_TRAIT!r} only")
+        return self
+
+    @property
+    def kind(self) -> TraitKind:
+        return trait_kind(self.trait)
 
     @property
     def env_id(self) -> str:
@@ -133,14 +220,24 @@ class CellConfig(_Strict):
 
     def cell_id(self) -> str:
         short = hashlib.sha256(canonical(self.model_dump(mode="json")).encode()).hexdigest()[:8]
-        parts = (self.trait, self.induction, self.distill.mode, self.student_init)
+        if self.kind == "mlp":
+            m, loss = self.mlp.get("m", 3), self.mlp.get("loss", "kl")
+            parts: tuple[str, ...] = (self.trait, f"m{m}", str(loss))
+        elif self.kind == "single-turn":
+            target = (self.single_turn.target or "").replace("/", "_")
+            parts = tuple(p for p in (self.trait, target, self.single_turn.task,
+                                      self.distill.mode, self.student_init) if p)  # fmt: skip
+        else:
+            parts = (self.trait, self.induction, self.distill.mode, self.student_init)
         return "-".join(parts) + f"-s{self.seed}-{short}"
 
 
 class Suite(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
-    base_model: str
+    base_model: str | None = None
+    """Teacher and homogeneous student of every language-model cell (required unless every
+    cell is an mlp-aux-logits one)."""
     heterogeneous_model: str | None = None
     """The student base of heterogeneous cells (must share the base model's tokenizer for
     logit distillation)."""
@@ -149,6 +246,34 @@ class Suite(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     cells: list[dict[str, Any]] = Field(default_factory=list)
     """Extra cells spelled out in full (on top of the defaults), besides the grid."""
+
+
+MLP_CELL_KEYS = ("seeds", "sweep", "init")
+"""MLPConfig fields a cell sets itself (its seed; both inits), not its mlp section."""
+
+
+def mlp_config(section: dict[str, Any], seed: int) -> Any:
+    """The `agentbench.traits.mlp.MLPConfig` of an mlp-aux-logits cell (imports torch).
+
+    Raises ValueError naming a bad or cell-level key (pydantic's message for a bad value).
+    """
+    from agentbench.traits.mlp import MLPConfig
+
+    for key in MLP_CELL_KEYS:
+        if key in section:
+            raise ValueError(
+                f"mlp.{key} is set by the cell (seeds come from the suite's seeds; each cell "
+                "trains a same-init and a different-init student)"
+            )
+    try:
+        return MLPConfig.model_validate({**section, "seeds": [seed]})
+    except ValidationError as exc:
+        details = "; ".join(
+            f"mlp.{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        )
+        raise ValueError(details) from None
 
 
 def canonical(value: Any) -> str:
@@ -203,6 +328,11 @@ def expand(
             cells.append(CellConfig.model_validate(data))
         except ValidationError as exc:
             raise ConfigError(format_errors(where, exc, lines, ("cells", index))) from None
+    if suite.base_model is None and any(c.kind != "mlp" for c in cells):
+        line = lines.get(("name",))
+        raise ConfigError(
+            f"{where}:{line or '?'}: base_model: required (the suite has language-model cells)"
+        )
     seen: set[str] = set()
     unique = []
     for cell in cells:
