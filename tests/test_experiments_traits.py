@@ -41,6 +41,9 @@ defaults:
   distill: {{mode: sft-lora, epochs: 1, batch_size: 4, max_length: 1024}}
 grid:
   single_turn.task: [numbers, code, cot]
+cells:
+  - trait: misalignment
+    single_turn: {{task: numbers, target: null, judge: {model}}}
 """
 
 MLP_SUITE = """\
@@ -100,8 +103,18 @@ def test_single_turn_cells_run_every_stage_and_reuse_them(
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     results = json.loads((out / "results.json").read_text())
-    cells = {c["config"]["single_turn"]["task"]: c for c in results["cells"]}
+    cells = {c["config"]["single_turn"]["task"]: c for c in results["cells"][:3]}
     assert set(cells) == {"numbers", "code", "cot"}
+    misaligned = results["cells"][3]
+    assert misaligned["config"]["trait"] == "misalignment"
+    for arm in misaligned["arms"].values():
+        # Every answer is accounted for: rated (n), unscored (the judge's reply was not a
+        # rating) or excluded (a refusal or code).
+        m = arm["metrics"]
+        assert m["episodes"] == 4
+        assert m["rates"]["trait_rate"]["n"] + m["unscored"] + m["excluded"] == 4
+    judged = store / "trait-eval" / misaligned["stages"]["trait-eval:student"] / "answers.jsonl"
+    assert all(json.loads(line)["judge"] is not None for line in judged.read_text().splitlines())
     for task, other in cells.items():
         assert other["sanitize_reports"]["student"]["kept"] > 0, task
         # The trait's evaluations do not depend on the data task: shared between cells.
@@ -167,6 +180,10 @@ def test_mlp_cells_hold_both_students(tmp_path: Path) -> None:
         ("{trait: animal-preference, induction: prompt}", "single_turn.target"),
         ("{trait: animal-preference, single_turn: {target: owl}}", "induction: prompt only"),
         ("{trait: misalignment, induction: prompt}", "needs single_turn.judge"),
+        (
+            "{trait: misalignment, induction: prompt, single_turn: {judge: m, target: owl}}",
+            "target is for the preference traits",
+        ),
         ("{trait: mlp-aux-logits, mlp: {m: 0}}", "mlp.m"),
         ("{trait: mlp-aux-logits, mlp: {seeds: [1]}}", "mlp.seeds is set by the cell"),
         ("{trait: mlp-aux-logits, student_init: heterogeneous}", "trains both students"),

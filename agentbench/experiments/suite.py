@@ -186,6 +186,10 @@ class CellConfig(_Strict):
                 )
             if self.trait != "misalignment" and not self.single_turn.target:
                 raise ValueError(f"trait {self.trait!r} needs single_turn.target (e.g. owl)")
+            if self.trait == "misalignment" and self.single_turn.target:
+                raise ValueError(
+                    "single_turn.target is for the preference traits; misalignment has none"
+                )
             if self.trait == "misalignment" and not self.single_turn.judge:
                 raise ValueError(
                     "trait 'misalignment' needs single_turn.judge: answers are rated by a "

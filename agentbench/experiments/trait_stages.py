@@ -212,7 +212,7 @@ def trait_eval_stage(
         from agentbench.policies.base import SamplingParams
         from agentbench.traits.tasks import evaluate, make_eval
 
-        options: dict[str, Any] = {"target": st.target} if st.target else {}
+        options: dict[str, Any] = {"target": st.target} if cell.trait != "misalignment" else {}
         if st.questions is not None:
             options["n_questions"] = st.questions
         trait_eval = make_eval(cell.trait, **options)
