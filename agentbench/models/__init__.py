@@ -208,9 +208,10 @@ def _build_lock(target: Path) -> Iterator[None]:
 
 
 def _register_builtin() -> None:
-    from agentbench.models import smollm2, tiny, tiny_agent
+    from agentbench.models import smollm2, smollm2_agent, tiny, tiny_agent
 
     register_model(smollm2.RECIPE)
+    register_model(smollm2_agent.RECIPE)
     register_model(tiny.RECIPE)
     register_model(tiny_agent.RECIPE)
     register_model(tiny_agent.RECIPE_B)
