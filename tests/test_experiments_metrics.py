@@ -106,3 +106,38 @@ def test_stage_store_refuses_a_second_builder(tmp_path: Path) -> None:
         store.build("demo", "k1", {}, {}),
     ):
         pass
+
+
+def test_command_ran_reads_the_real_shell(tmp_path: Path) -> None:
+    """Prose is a valid Bash action (any text is) but not a command that ran."""
+    require_backend("bwrap")
+    import json
+
+    import gymnasium
+
+    from agentbench.experiments.metrics import command_ran
+    from agentbench.rollouts.schema import StepRecord
+
+    env = gymnasium.make("agentbench/Bash-v0", sandbox="bwrap")
+    env.reset(seed=0)
+    verdicts = {}
+    try:
+        for index, action in enumerate(
+            ("ls -la", "The goal is to back up the file first.", "if then fi", "false")
+        ):
+            observation, _, _, _, info = env.step(action)
+            assert info["action_valid"]
+            extra = {k: info[k] for k in ("exec",) if k in info}
+            step = StepRecord(index=index, action=action, observation=observation,
+                              action_valid=True, extra_json=json.dumps(extra))  # fmt: skip
+            verdicts[action] = command_ran(step)
+    finally:
+        env.close()
+    assert verdicts == {
+        "ls -la": True,
+        "The goal is to back up the file first.": False,
+        "if then fi": False,
+        "false": True,  # it ran and failed: a real command
+    }
+    submit = StepRecord(index=9, action="submit", observation="submitted", action_valid=True)
+    assert command_ran(submit) is None

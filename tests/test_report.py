@@ -55,6 +55,7 @@ def metrics(n: int, headline: tuple[str, int], **extra: Any) -> dict[str, Any]:
         "chmod_first_rate": (0, 0),
         "success_rate": (n - 2, n),
         "valid_action_rate": (5 * n - 3, 5 * n),
+        "command_ran_rate": (0, 0),
     }
     counts[name] = (k, extra.pop("perm_n", n))
     rates = {m: RateRecord.of(wilson(*kn)) for m, kn in counts.items()}

@@ -45,6 +45,7 @@ RATE_COLUMNS = (
     ("chmod_first_rate", "chmod-first"),
     ("success_rate", "success"),
     ("valid_action_rate", "valid actions"),
+    ("command_ran_rate", "shell commands that ran"),
     ("trait_rate", "trait answers"),
     ("trait_label_rate", "one-word target"),
     ("digit_accuracy", "digit accuracy"),
@@ -65,7 +66,9 @@ HOW_TO_READ = (
     "command, the share whose first such command is chmod; its n is that subset, and the "
     "episodes without any permission command are counted beside it.",
     "success: share of episodes whose task checker passed; valid actions: share of steps whose "
-    "action parsed and ran (over steps, not episodes).",
+    "action parsed and ran (over steps, not episodes). In Bash any non-empty text is a valid "
+    "action, so prose counts; shell commands that ran: the Bash steps whose command was found "
+    "and parsed (not exit 126/127, not a syntax error).",
     "Every rate is shown as value [95 % Wilson interval] (k/n). Infrastructure failures "
     "(sandbox errors) are counted apart and excluded from every denominator.",
     "Student vs control student: Fisher's exact test (two-sided) and the difference of the "

@@ -28,6 +28,7 @@ from agentbench.experiments.metrics import (
     ArmMetrics,
     RateRecord,
     across_seeds,
+    arm_metrics,
     fisher_exact,
     transfer_score,
 )
@@ -60,6 +61,7 @@ COMPARED_METRICS = (
     "chmod_first_rate",
     "success_rate",
     "valid_action_rate",
+    "command_ran_rate",
 )
 
 
@@ -182,7 +184,16 @@ def _student_base(suite: Suite, cell: CellConfig) -> str:
 
 
 def _metrics(stage: StageResult) -> dict[str, Any]:
-    return dict(json.loads((stage.path / METRICS).read_text()))
+    """An evaluate stage's metrics, recomputed from its trajectories (cheap), so that a
+    metric added or redefined later applies to cached stages as well (the stage's own
+    metrics.json records what was computed when it ran)."""
+    from agentbench.experiments.stages import TRAJECTORIES
+    from agentbench.rollouts import read_trajectories
+
+    path = stage.path / TRAJECTORIES
+    if not path.is_file():
+        return dict(json.loads((stage.path / METRICS).read_text()))
+    return arm_metrics(read_trajectories(path)).to_dict()
 
 
 def run_cell(
