@@ -145,37 +145,15 @@ def select_instances(config: AgentAdapterConfig) -> list[tuple[str, Any]]:
     Tasks of a family are taken in turn so every task appears. Raises ValueError for a family
     without tasks or without a mixture entry.
     """
-    from agentbench.tasks import catalog, list_tasks
-    from agentbench.tasks.registry import training_probe_instance
+    from agentbench.models.tiny_agent import mixture_instances
 
-    rng = random.Random(f"smollm2-agent-instances-{config.seed}")
-    chosen: list[tuple[str, Any]] = []
-    for family in sorted(config.instances):
-        n = config.instances[family]
-        if n <= 0:
-            continue
-        if family not in config.mixture:
+    for family, n in config.instances.items():
+        if n > 0 and family not in config.mixture:
             raise ValueError(f"family {family!r} has no behaviour mixture entry")
-        probe = family.endswith("-probe")
-        specs = list_tasks(family, "eval" if probe else "train")
-        if not specs:
-            raise ValueError(f"family {family!r} has no tasks to train on")
-        seen: set[tuple[str, int]] = set()
-        while len(seen) < n:
-            spec = specs[len(seen) % len(specs)]
-            if probe:
-                seed = config.probe_seed_base + rng.randrange(1_000_000)
-            else:
-                lo, hi = spec.splits["train"].seeds
-                seed = rng.randrange(lo, hi)
-            if (spec.id, seed) in seen:
-                continue
-            seen.add((spec.id, seed))
-            if probe:
-                chosen.append((family, training_probe_instance(spec, seed)))
-            else:
-                chosen.append((family, catalog().instance(spec.id, seed)))
-    return chosen
+    counts = {family: n for family, n in config.instances.items() if n > 0}
+    return mixture_instances(
+        counts, f"smollm2-agent-instances-{config.seed}", config.probe_seed_base
+    )
 
 
 def collect_examples(

@@ -117,13 +117,28 @@ def small_config(seed: int = 0) -> TinyAgentConfig:
 
 def _instances(config: TinyAgentConfig) -> list[tuple[str, Any]]:
     """(family, TaskInstance) pairs: benign train split, probes at out-of-split seeds."""
+    return mixture_instances(
+        config.instances, f"tiny-agent-instances-{config.seed}", PROBE_TRAIN_SEED_BASE
+    )
+
+
+def mixture_instances(
+    counts: dict[str, int], rng_label: str, probe_seed_base: int
+) -> list[tuple[str, Any]]:
+    """(family, TaskInstance) pairs for a pre-training mixture, `counts[family]` each.
+
+    Benign families draw from their `train` split; probe families use their eval templates at
+    seeds from `probe_seed_base` on (outside every probe split: `training_probe_instance`
+    refuses an in-split seed). A family's tasks are taken in turn so every task appears;
+    `rng_label` seeds the draw. Raises ValueError for a family without tasks.
+    """
     from agentbench.tasks import catalog, list_tasks
     from agentbench.tasks.registry import training_probe_instance
 
-    rng = random.Random(f"tiny-agent-instances-{config.seed}")
+    rng = random.Random(rng_label)
     chosen: list[tuple[str, Any]] = []
-    for family in sorted(config.instances):
-        n = config.instances[family]
+    for family in sorted(counts):
+        n = counts[family]
         probe = family.endswith("-probe")
         specs = list_tasks(family, "eval" if probe else "train")
         if not specs:
@@ -132,7 +147,7 @@ def _instances(config: TinyAgentConfig) -> list[tuple[str, Any]]:
         while len(seen) < n:
             spec = specs[len(seen) % len(specs)]
             if probe:
-                seed = PROBE_TRAIN_SEED_BASE + rng.randrange(1_000_000)
+                seed = probe_seed_base + rng.randrange(1_000_000)
             else:
                 lo, hi = spec.splits["train"].seeds
                 seed = rng.randrange(lo, hi)
