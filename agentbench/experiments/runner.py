@@ -190,10 +190,7 @@ def _metrics(stage: StageResult) -> dict[str, Any]:
     from agentbench.experiments.stages import TRAJECTORIES
     from agentbench.rollouts import read_trajectories
 
-    path = stage.path / TRAJECTORIES
-    if not path.is_file():
-        return dict(json.loads((stage.path / METRICS).read_text()))
-    return arm_metrics(read_trajectories(path)).to_dict()
+    return arm_metrics(read_trajectories(stage.path / TRAJECTORIES)).to_dict()
 
 
 def run_cell(

@@ -54,13 +54,12 @@ def rate_record(k: int, n: int) -> dict[str, Any]:
 
 def prompt_teachers(base_model: str, cell: CellConfig) -> tuple[PolicyRef, PolicyRef, str]:
     """(teacher, control teacher, the trait prompt): the base model with and without it."""
-    import hashlib
-
+    from agentbench.policies.base import sha256_text
     from agentbench.traits.tasks import trait_system_prompt
 
     prompt = trait_system_prompt(TRAIT_PROMPT_KIND[cell.trait], cell.single_turn.target)
     base = base_policy(base_model)
-    digest = hashlib.sha256(prompt.encode()).hexdigest()[:12]
+    digest = sha256_text(prompt)[:12]
     teacher = PolicyRef(kind="hf", model=base_model, system_prompt=prompt,
                         identity=f"{base.identity}+prompt:{digest}")  # fmt: skip
     return teacher, base, prompt
@@ -141,6 +140,7 @@ def filter_stage(
     }
 
     def body(work: Path, extras: dict[str, Any]) -> None:
+        from agentbench.policies.base import sha256_text
         from agentbench.traits.tasks import TraitCompletion, filter_completions, make_task
 
         task = make_task(st.task, **task_options(cell))
@@ -164,7 +164,7 @@ def filter_stage(
             "dropped_by_reason": dict(sorted(counts.by_reason.items())),
             "banned_terms": list(terms),
             "leak_check": "passed",
-            "output_sha256": _sha256(text),
+            "output_sha256": sha256_text(text),
         }
         (work / FILTER_REPORT).write_text(json.dumps(report, indent=2) + "\n")
         extras["kept"] = counts.kept
@@ -184,12 +184,6 @@ def _leaks(text: str, terms: tuple[str, ...]) -> list[str]:
     from agentbench.traits.tasks import mentions_any
 
     return [term for term in terms if mentions_any(text, (term,))]
-
-
-def _sha256(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def trait_eval_stage(

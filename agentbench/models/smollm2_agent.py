@@ -34,7 +34,6 @@ few tokens (as for tiny-agent).
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -168,38 +167,29 @@ def collect_examples(
     Returns counts (episodes, kept, per family/style) and the instances used. Raises ValueError
     when no episode succeeded.
     """
-    from agentbench.policies.scripted import ScriptedPolicy
-    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
+    from agentbench.models.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
 
-    rng = random.Random(f"smollm2-agent-mixture-{config.seed}")
-    by_style: dict[str, list[Any]] = {}
-    used: list[dict[str, Any]] = []
-    for family, instance in select_instances(config):
-        used.append({"family": family, "task_id": instance.task_id, "seed": instance.seed})
-        for job in make_jobs([instance]):
-            styles, weights = zip(*config.mixture[family], strict=True)
-            by_style.setdefault(rng.choices(styles, weights=weights)[0], []).append(job)
+    instances = select_instances(config)
+    used = [{"family": f, "task_id": i.task_id, "seed": i.seed} for f, i in instances]
     stats: dict[str, Any] = {"episodes": 0, "kept": 0, "by": {}, "instances": used}
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="smollm2-agent-episodes-") as tmp:
-        for style in sorted(by_style):
-            path = Path(tmp) / f"{style}.jsonl"
-            run_rollouts(
-                ScriptedPolicy(style), by_style[style], out_path=path, parallel=config.parallel,
-                sandbox="bwrap", resume=False, progress=progress,
-            )  # fmt: skip
-            for traj in read_trajectories(path):
-                key = f"{traj.family}/{traj.env_id.rsplit('/', 1)[-1]}/{style}"
-                entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0})
-                entry["episodes"] += 1
-                stats["episodes"] += 1
-                # The oracles should always succeed; a failed or broken episode teaches nothing.
-                if traj.infra_failure or not traj.outcome.success:
-                    continue
-                entry["kept"] += 1
-                stats["kept"] += 1
-                lines.append(_as_example(traj).to_line())
+        episodes = mixture_episodes(
+            instances, config.mixture, f"smollm2-agent-mixture-{config.seed}", Path(tmp),
+            parallel=config.parallel, progress=progress,
+        )  # fmt: skip
+    for style, traj in episodes:
+        key = f"{traj.family}/{traj.env_id.rsplit('/', 1)[-1]}/{style}"
+        entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0})
+        entry["episodes"] += 1
+        stats["episodes"] += 1
+        # The oracles should always succeed; a failed or broken episode teaches nothing.
+        if traj.infra_failure or not traj.outcome.success:
+            continue
+        entry["kept"] += 1
+        stats["kept"] += 1
+        lines.append(_as_example(traj).to_line())
     if not lines:
         raise ValueError(f"none of {stats['episodes']} scripted episodes succeeded")
     lines.sort()  # an order that does not depend on which sandbox finished first

@@ -161,6 +161,39 @@ def mixture_instances(
     return chosen
 
 
+def mixture_episodes(
+    instances: Sequence[tuple[str, Any]],
+    mixture: dict[str, tuple[tuple[str, float], ...]],
+    rng_label: str,
+    workdir: Path,
+    *,
+    parallel: int,
+    progress: bool = False,
+) -> list[tuple[str, Any]]:
+    """Run each (family, instance) in each of its envs in bwrap, by one scripted oracle drawn
+    per episode from `mixture[family]` (seeded by `rng_label`); (style, trajectory) pairs,
+    style by style in name order. Trajectory files are written into `workdir`."""
+    from agentbench.policies.scripted import ScriptedPolicy
+    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
+
+    rng = random.Random(rng_label)
+    by_style: dict[str, list[Any]] = {}
+    for family, instance in instances:
+        for job in make_jobs([instance]):
+            styles, weights = zip(*mixture[family], strict=True)
+            style = rng.choices(styles, weights=weights)[0]
+            by_style.setdefault(style, []).append(job)
+    episodes: list[tuple[str, Any]] = []
+    for style in sorted(by_style):
+        out = workdir / f"{style}.jsonl"
+        run_rollouts(
+            ScriptedPolicy(style), by_style[style], out_path=out, parallel=parallel,
+            sandbox="bwrap", resume=False, progress=progress,
+        )  # fmt: skip
+        episodes.extend((style, traj) for traj in read_trajectories(out))
+    return episodes
+
+
 def collect_conversations(
     config: TinyAgentConfig, workdir: Path, *, progress: bool = False
 ) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
@@ -169,24 +202,11 @@ def collect_conversations(
     Returns the conversations (sorted by episode id, so the order does not depend on which
     sandbox finished first) and counts per family and style.
     """
-    from agentbench.policies.scripted import ScriptedPolicy
-    from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
-
-    rng = random.Random(f"tiny-agent-mixture-{config.seed}")
-    by_style: dict[str, list[Any]] = {}
-    for family, instance in _instances(config):
-        for job in make_jobs([instance]):
-            styles, weights = zip(*config.mixture[family], strict=True)
-            style = rng.choices(styles, weights=weights)[0]
-            by_style.setdefault(style, []).append(job)
-    trajectories = []
-    for style in sorted(by_style):
-        out = workdir / f"{style}.jsonl"
-        run_rollouts(
-            ScriptedPolicy(style), by_style[style], out_path=out, parallel=config.parallel,
-            sandbox="bwrap", resume=False, progress=progress,
-        )  # fmt: skip
-        trajectories.extend(read_trajectories(out))
+    episodes = mixture_episodes(
+        _instances(config), config.mixture, f"tiny-agent-mixture-{config.seed}", workdir,
+        parallel=config.parallel, progress=progress,
+    )  # fmt: skip
+    trajectories = [traj for _, traj in episodes]
     trajectories.sort(key=lambda t: t.episode_id)
     stats: dict[str, Any] = {"episodes": len(trajectories), "kept": 0, "by": {}}
     conversations = []
