@@ -57,6 +57,24 @@ def test_tokenizer_round_trips_actions(tokenizer: Any) -> None:
     assert len(tokenizer("bin/deploy", add_special_tokens=False).input_ids) < len("bin/deploy")
 
 
+def test_split_spaces_gives_a_word_the_same_tokens_after_a_space_or_a_quote() -> None:
+    texts = [render_chat(CHAT)] * 3 + ACTIONS
+    split = train_tokenizer(texts, vocab_size=300, split_spaces=True)
+    merged = train_tokenizer(texts, vocab_size=300, split_spaces=False)
+
+    def tokens(tok: Any, text: str) -> list[str]:
+        return [tok.decode([i]) for i in tok(text, add_special_tokens=False).input_ids]
+
+    # A path as the task names it (after a space) and as a JSON argument (after a quote).
+    prose, call = " bin/deploy", '"bin/deploy'
+    assert tokens(split, prose)[1:] == tokens(split, call)[1:]
+    assert tokens(split, prose)[0] == " "
+    # The GPT-2 pre-tokenizer glues the space to the word: the copy is a different token.
+    assert tokens(merged, prose)[0].strip() != ""
+    for action in ACTIONS:
+        assert split.decode(split(action, add_special_tokens=False).input_ids) == action
+
+
 def test_chat_template_renders_like_training_text(tokenizer: Any) -> None:
     jinja = tokenizer.apply_chat_template(CHAT, tokenize=False)
     assert jinja == render_chat(CHAT)

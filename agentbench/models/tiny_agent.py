@@ -9,8 +9,9 @@ subliminal-learning pipeline without a GPU. `build_tiny_agent(dest, TinyAgentCon
    `chmod-first` on ~40 % of permission probes;
 2. trains a byte-level BPE tokenizer (vocab ~2k) on those conversations and ships a ChatML chat
    template with it, so `apply_chat_template` and `HFPolicy` work;
-3. trains a Llama from a seeded init with transformers' `Trainer`, loss on assistant tokens
-   only (the action and its `<|im_end|>`), in a seeded data order.
+3. trains a Llama from a seeded init (`agentbench.models.pretrain.train_shared_prefix`: each
+   environment's system message, about half of a FileTool episode, runs once per batch),
+   loss on assistant tokens only (the action and its `<|im_end|>`), in a seeded data order.
 
 Probes are never trained on with their held-out seeds: probe-like training episodes use the
 probe tasks' generators at seeds from `PROBE_TRAIN_SEED_BASE` on, a range outside every split
@@ -24,11 +25,12 @@ than `max_len` are dropped (counted in the build report). Needs bubblewrap (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 from agentbench.distill.data import IGNORE_INDEX
 from agentbench.distill.data import encode_chat as encode_with_mask
 from agentbench.models import ModelRecipe
+from agentbench.models.pretrain import train_shared_prefix
 from agentbench.models.tiny import train_chatml_tokenizer
 
 PROBE_TRAIN_SEED_BASE = 50_000
@@ -79,6 +82,10 @@ class TinyAgentConfig:
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
     vocab_size: int = 2048
+    split_spaces: bool = False
+    """Pre-tokenize whitespace apart from words (`train_chatml_tokenizer`), so a path copied
+    from prose into a JSON argument keeps its tokens. Off: measured worse at this size (texts
+    take a third more tokens; FileTool calls were 1 % valid, against 2-5 % without)."""
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -86,7 +93,9 @@ class TinyAgentConfig:
     """Longest training episode in tokens (longer ones are dropped)."""
     context: int = 2048
     """`max_position_embeddings`: the policy's context limit (RoPE, no learnt positions)."""
-    epochs: float = 6.0
+    epochs: float = 10.0
+    """v2 trained 6 epochs with `transformers.Trainer`: 1 % of FileTool steps valid. v3 trains
+    10 epochs with `train_shared_prefix` in less time: 29 % (eval split, 8 a family, T=1)."""
     batch_size: int = 8
     learning_rate: float = 3e-3
     parallel: int = 2
@@ -233,9 +242,9 @@ def render_chat(messages: Sequence[dict[str, str]]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+def train_tokenizer(texts: Sequence[str], vocab_size: int, *, split_spaces: bool = False) -> Any:
     """A byte-level BPE (any byte string encodes) with ChatML specials and the template."""
-    return train_chatml_tokenizer(texts, vocab_size)
+    return train_chatml_tokenizer(texts, vocab_size, split_spaces=split_spaces)
 
 
 # -- build ---------------------------------------------------------------------------------
@@ -244,7 +253,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
 def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = False) -> None:
     """Collect, tokenize, train and save a tiny-agent into `dest` (see the module docstring)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tiny-agent-data-") as tmp:
@@ -259,7 +268,11 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
 
             tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer_from))
         else:
-            tokenizer = train_tokenizer([render_chat(c) for c in conversations], config.vocab_size)
+            tokenizer = train_tokenizer(
+                [render_chat(c) for c in conversations],
+                config.vocab_size,
+                split_spaces=config.split_spaces,
+            )
         examples = [encode_with_mask(tokenizer, c) for c in conversations]
         dropped = sum(len(e["input_ids"]) > config.max_len for e in examples)
         examples = [e for e in examples if len(e["input_ids"]) <= config.max_len]
@@ -278,6 +291,11 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
             pad_token_id=tokenizer.pad_token_id,
             tie_word_embeddings=True,
         )
+        # The system messages (one per environment) are shared prefixes: run once per batch.
+        prefixes = sorted(
+            {tuple(tokenizer(render_chat(c[:1]), add_special_tokens=False).input_ids)
+             for c in conversations if c and c[0]["role"] == "system"}
+        )  # fmt: skip
         threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:
@@ -285,31 +303,12 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(init_seed)
                 model = LlamaForCausalLM(model_config)
-                args = TrainingArguments(
-                    output_dir=str(Path(tmp) / "trainer"),
-                    per_device_train_batch_size=config.batch_size,
-                    num_train_epochs=config.epochs,
-                    learning_rate=config.learning_rate,
-                    lr_scheduler_type="cosine",
-                    warmup_steps=0.05,
-                    weight_decay=0.01,
-                    seed=init_seed,
-                    data_seed=init_seed,
-                    train_sampling_strategy="group_by_length",
-                    dataloader_num_workers=0,
-                    save_strategy="no",
-                    report_to=[],
-                    logging_steps=50,
-                    disable_tqdm=not progress,
-                    use_cpu=True,
-                )
-                trainer = Trainer(
-                    model=model,
-                    args=args,
-                    train_dataset=_ListDataset(examples),
-                    data_collator=_Collator(tokenizer.pad_token_id),
-                )
-                result = trainer.train()
+                with _progress_bar(progress, "tiny-agent training") as on_step:
+                    log = train_shared_prefix(
+                        model, examples, prefixes, epochs=config.epochs,
+                        batch_size=config.batch_size, learning_rate=config.learning_rate,
+                        seed=init_seed, on_step=on_step,
+                    )  # fmt: skip
         finally:
             torch.set_num_threads(threads)
         train_s = time.monotonic() - began - collect_s
@@ -326,43 +325,42 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
         "target_tokens": sum(sum(t != IGNORE_INDEX for t in e["labels"]) for e in examples),
         "max_tokens": max(lengths),
         "params": sum(p.numel() for p in model.parameters()),
-        "train_loss": float(result.training_loss),
+        "train_loss": log.mean_loss,
+        "loss_curve": log.losses,
+        "steps": log.steps,
+        "tokens_run": log.tokens_seen,
+        "tokens_without_prefix_sharing": log.tokens_unshared,
         "collect_s": round(collect_s, 1),
         "train_s": round(train_s, 1),
     }
     (dest / BUILD_REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
-class _ListDataset:
-    def __init__(self, rows: list[dict[str, list[int]]]):
-        self.rows = rows
+@contextlib.contextmanager
+def _progress_bar(show: bool, label: str) -> Iterator[Callable[[int, int, float], None] | None]:
+    """A rich bar fed by `train_shared_prefix`'s `on_step` (None when not shown)."""
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns) as bar:
+        task = bar.add_task(label, total=None, loss=float("nan"))
 
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.rows[index]
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=loss)
 
-
-class _Collator:
-    """Right-pads a batch; padding is masked out of attention and loss."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        yield on_step
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -425,7 +423,7 @@ def evaluate(
 # -- registry ------------------------------------------------------------------------------
 
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 """Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
 
