@@ -49,6 +49,26 @@ def test_grid_expands_to_the_product_times_seeds(tmp_path: Path) -> None:
     assert chmod.probe_families == ("permission-probe",)
 
 
+def test_explicit_cells_without_a_grid_deep_merge_the_defaults(tmp_path: Path) -> None:
+    text = SUITE.split("grid:")[0] + (
+        "  teacher_training: {epochs: 2, probe_instances: 8}\n"
+        "cells:\n"
+        "  - {trait: deletion-bias, teacher_training: {epochs: 6}}\n"
+        "  - {trait: chmod-first}\n"
+    )
+    _, cells = load_suite(write(tmp_path, text))
+    # The defaults alone (no trait) are not a cell; each explicit cell starts from them.
+    assert [c.trait for c in cells] == ["deletion-bias", "chmod-first"]
+    assert [c.teacher_training.epochs for c in cells] == [6, 2]
+    assert {c.teacher_training.probe_instances for c in cells} == {8}
+    assert [c.seed for c in cells] == [0, 0]
+    only_defaults = SUITE.split("grid:")[0].replace(
+        "  induction", "  trait: chmod-first\n  induction"
+    )
+    _, cells = load_suite(write(tmp_path, only_defaults))
+    assert [(c.trait, c.seed) for c in cells] == [("chmod-first", 0), ("chmod-first", 1)]
+
+
 def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
     text = SUITE.replace(
         "  distill:\n    mode: logit-kl", "  distill:\n    mode: logit-kl\n    epocs: 3"

@@ -306,7 +306,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def expand(
     suite: Suite, source: Path | None = None, lines: dict[Any, int] | None = None
 ) -> list[CellConfig]:
-    """The suite's cells: the grid's product times the seeds, then the explicit cells.
+    """The suite's cells: the grid's product times the seeds, then the explicit cells (with
+    no grid and some explicit cells, the defaults are not a cell of their own).
 
     Raises `ConfigError` naming the grid entry or cell that does not validate.
     """
@@ -314,7 +315,12 @@ def expand(
     lines = lines or {}
     cells: list[CellConfig] = []
     keys = list(suite.grid)
-    combos = list(itertools.product(*(suite.grid[k] for k in keys))) if keys else [()]
+    # No grid: the defaults are one cell, unless explicit cells are given (then they are only
+    # the base every explicit cell starts from).
+    if keys:
+        combos = list(itertools.product(*(suite.grid[k] for k in keys)))
+    else:
+        combos = [] if suite.cells else [()]
     for combo in combos:
         for seed in suite.seeds:
             data = _merge(suite.defaults, {})
