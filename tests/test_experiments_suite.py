@@ -62,6 +62,9 @@ def test_explicit_cells_without_a_grid_deep_merge_the_defaults(tmp_path: Path) -
     assert [c.teacher_training.epochs for c in cells] == [6, 2]
     assert {c.teacher_training.probe_instances for c in cells} == {8}
     assert [c.seed for c in cells] == [0, 0]
+    # Neither a grid nor a trait: the missing field is reported at the defaults section.
+    with pytest.raises(ConfigError, match=r"suite.yaml:5: defaults.trait: Field required"):
+        load_suite(write(tmp_path, SUITE.split("grid:")[0]))
     only_defaults = SUITE.split("grid:")[0].replace(
         "  induction", "  trait: chmod-first\n  induction"
     )

@@ -367,6 +367,8 @@ def _cell_errors(source: Path, exc: ValidationError, lines: dict[Any, int], keys
                 line = lines.get(("defaults", *loc[:end]))
                 if line:
                     break
+        # A missing field has no line of its own: point at the section it should be in.
+        line = line or lines.get(("defaults",)) or lines.get(("grid",))
         label = f"grid.{grid_key}" if grid_key else f"defaults.{field}"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         out.append(f"{source}:{line or '?'}: {label}: {message} (cell field {field})")
