@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-IGNORE_INDEX = -100
+from agentbench.distill.data import IGNORE_INDEX
 
 
 @functools.cache
@@ -93,6 +93,7 @@ def plan_batches(
     batches = []
     for group in sorted(by_group):
         rows = by_group[group]
+        prefix = tuple(prefixes[group]) if group >= 0 else ()
         rng.shuffle(rows)
         # Sort within windows of 50 batches: batches of like lengths, order still random.
         window = batch_size * 50
@@ -101,7 +102,6 @@ def plan_batches(
                 rows[start : start + window], key=lambda i: len(examples[i]["input_ids"])
             )
             for b in range(0, len(chunk), batch_size):
-                prefix = tuple(prefixes[group]) if group >= 0 else ()
                 batches.append(PrefixBatch(prefix=prefix, rows=tuple(chunk[b : b + batch_size])))
     rng.shuffle(batches)
     return batches

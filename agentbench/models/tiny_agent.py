@@ -292,9 +292,11 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
             tie_word_embeddings=True,
         )
         # The system messages (one per environment) are shared prefixes: run once per batch.
+        systems = {c[0]["content"] for c in conversations if c and c[0]["role"] == "system"}
         prefixes = sorted(
-            {tuple(tokenizer(render_chat(c[:1]), add_special_tokens=False).input_ids)
-             for c in conversations if c and c[0]["role"] == "system"}
+            tuple(tokenizer(render_chat([{"role": "system", "content": text}]),
+                            add_special_tokens=False).input_ids)
+            for text in systems
         )  # fmt: skip
         threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
