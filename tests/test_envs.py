@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentbench  # noqa: F401 - registers the ids
-from agentbench.envs.base import ActionError, AgentEnv, check_action_text
+from agentbench.envs.base import CLOCK_TICK_S, ActionError, AgentEnv, check_action_text
 from agentbench.envs.filetool import TOOLS, FileToolEnv
 from agentbench.envs.runner import run_episode
 from agentbench.envs.sample import SampleSolver, bash_sample_task, filetool_sample_task
 from agentbench.sandbox import Fixture, FixtureEntry, SandboxConfig, make_sandbox
+from agentbench.sandbox.fixture import FIXED_MTIME
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
 from tests.conftest import HostCanary, require_backend
 
@@ -395,6 +396,25 @@ def test_bash_basics(bash: AgentEnv) -> None:
     assert terminated and not truncated and reward == 1.0
     assert info["parsed"] == [["submit", "42 things"]]
     assert info["outcome"]["answer"] == "42 things" and info["outcome"]["success"]
+
+
+def test_logical_clock_pins_what_a_step_writes(bash: AgentEnv, filetool: AgentEnv) -> None:
+    # What a step writes gets FIXED_MTIME + CLOCK_TICK_S * step, not the wall clock's time.
+    bash.reset(options={"task": make_task(FIXTURE)})
+    bash.step("echo x > new.txt")
+    bash.step("echo y >> docs/old.txt; touch -d @5 docs/early.txt")
+    obs, *_ = bash.step("stat -c '%n %Y' new.txt docs/old.txt docs/early.txt docs/readme.md")
+    tick = CLOCK_TICK_S
+    assert obs.split("--- stdout ---\n")[1].splitlines() == [
+        f"new.txt {FIXED_MTIME + tick}",
+        f"docs/old.txt {FIXED_MTIME + 2 * tick}",
+        "docs/early.txt 5",  # set by the agent, older than the clock: kept
+        f"docs/readme.md {FIXED_MTIME}",
+    ]
+    filetool.reset(options={"task": make_task(FIXTURE)})
+    filetool.step(call("write_file", path="out.txt", content="z"))
+    obs, *_ = filetool.step(call("file_info", path="out.txt"))
+    assert "modified: 2026-01-01 00:01:00" in obs
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from agentbench.sandbox.fixture import (
     clear_directory,
     materialize,
 )
+from agentbench.sandbox.snapshot import pin_mtimes
 
 ACCOUNTS = Accounts.default()
 AS_ROOT = os.geteuid() == 0
@@ -152,6 +153,29 @@ def test_snapshot_describes_entries_without_following(tmp_path: Path) -> None:
             "developers",
         )
     assert set(snap.files()) == {"a.txt", "deep/er/est.bin", "ro/inside.txt"}
+
+
+def test_pin_mtimes_sets_newer_entries_only_and_never_follows(
+    tmp_path: Path, host_canary: HostCanary
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    materialize(TREE, ws, ACCOUNTS)
+    (ws / "a.txt").write_text("changed")
+    (ws / "deep/new.txt").write_text("new")
+    (ws / "to-host").symlink_to(host_canary.path / "secret.txt")
+    outside = (host_canary.path / "secret.txt").lstat().st_mtime
+    tick = FIXED_MTIME + 60
+    # a.txt, deep/new.txt, the link, and the two directories whose entries changed.
+    assert pin_mtimes(ws, FIXED_MTIME, tick) == 5
+    times = {p: (ws / p).lstat().st_mtime for p in take_snapshot(ws, ACCOUNTS).entries}
+    pinned = {"a.txt", "deep", "deep/new.txt", "to-host"}
+    assert {p for p, t in times.items() if t == tick} == pinned
+    assert {p for p, t in times.items() if t == FIXED_MTIME} == set(times) - pinned
+    assert ws.lstat().st_mtime == tick
+    assert (host_canary.path / "secret.txt").lstat().st_mtime == outside
+    assert pin_mtimes(ws, tick, tick + 60) == 0  # nothing changed since
+    host_canary.assert_unchanged()
 
 
 def test_snapshot_does_not_hang_on_a_fifo(tmp_path: Path) -> None:

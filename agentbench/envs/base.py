@@ -23,6 +23,12 @@ Errors and limits:
   Python-style escapes (`\\xe9`, `\\u2713`) and the whole text is capped at
   `MAX_OBSERVATION_CHARS`.
 - The episode is truncated after `max_steps` steps; the checker then runs with no answer.
+
+Clock: fixtures carry a fixed mtime (`FIXED_MTIME`), and after every step whatever the step
+modified gets the episode's logical time, `FIXED_MTIME + CLOCK_TICK_S * step`, instead of the
+wall clock's, so the times that `ls -l` or `file_info` print are the same on every run (and the
+tokens a model is trained on with them). Within the step that writes a file, the agent can
+still see the wall-clock time (`echo x > f; ls -l f`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from agentbench.sandbox.base import (
     SandboxError,
     SandboxStartError,
 )
+from agentbench.sandbox.fixture import FIXED_MTIME
 from agentbench.sandbox.snapshot import Snapshot
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
 
@@ -53,6 +60,8 @@ MAX_ACTION_CHARS = 1_000_000
 ACTION_SPACE_CHARS = 8_192
 """`action_space.max_length`: what random sampling draws; longer actions are still accepted."""
 MAX_OBSERVATION_CHARS = 65_536
+CLOCK_TICK_S = 60
+"""Seconds the episode's logical clock advances per step (see the module docstring)."""
 _ALLOWED_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _PRINTABLE_SET = frozenset(PRINTABLE)
 
@@ -296,6 +305,8 @@ class AgentEnv(gym.Env[str, str], ABC):
         before = self._current
         intent = self.classify(parsed, before)
         result = self.execute(parsed, self._sandbox)
+        tick = FIXED_MTIME + CLOCK_TICK_S * self._steps
+        self._sandbox.pin_mtimes(newer_than=tick - CLOCK_TICK_S, to=tick)
         after = self._sandbox.snapshot()
         effect = compute_effect(
             before,

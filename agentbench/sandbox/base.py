@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.fixture import Fixture, materialize
-from agentbench.sandbox.snapshot import Snapshot, take_snapshot
+from agentbench.sandbox.snapshot import Snapshot, pin_mtimes, take_snapshot
 
 if TYPE_CHECKING:
     from agentbench.sandbox.shell import PersistentShell
@@ -222,6 +222,11 @@ class Sandbox(ABC):
     def snapshot(self) -> Snapshot:
         """Paths, kinds, sizes, modes, owners, ACLs and content hashes of the workspace."""
         return take_snapshot(self.workspace_host_path, self.accounts)
+
+    def pin_mtimes(self, newer_than: float, to: float) -> int:
+        """Set the times of workspace entries modified after `newer_than` to `to`, from the
+        host (`agentbench.sandbox.snapshot.pin_mtimes`); how many changed."""
+        return pin_mtimes(self.workspace_host_path, newer_than, to)
 
     # -- file helpers (run inside the sandbox) ------------------------------------------------
     def read_file(self, path: str) -> bytes:

@@ -7,6 +7,7 @@ O_NONBLOCK (a FIFO must not hang the harness) and checked to be the inode that w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -114,6 +115,33 @@ def take_snapshot(root: Path, accounts: Accounts) -> Snapshot:
             except FileNotFoundError:
                 continue  # vanished mid-walk (a process still running); the next snapshot sees it
     return Snapshot(entries=dict(sorted(entries.items())))
+
+
+def pin_mtimes(root: Path, newer_than: float, to: float) -> int:
+    """Set the modification (and access) time of every entry under `root`, and of `root`,
+    whose mtime is after `newer_than` to `to`; the number of entries changed.
+
+    Environments keep a logical clock with this: what an agent writes gets the clock's time
+    instead of the wall clock's, so `ls -l` and `file_info` print the same on every run. Walks
+    with directory file descriptors and never follows a symlink (a link's own times are set),
+    like `take_snapshot`; an entry that vanishes mid-walk, or that the harness may not change
+    (running without root), is skipped.
+    """
+    changed = 0
+    root_str = os.fspath(root)
+    for _, dirnames, filenames, dirfd in os.fwalk(root_str, follow_symlinks=False):
+        for name in (*dirnames, *filenames):
+            try:
+                if os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > newer_than:
+                    os.utime(name, (to, to), dir_fd=dirfd, follow_symlinks=False)
+                    changed += 1
+            except (FileNotFoundError, PermissionError):
+                continue  # vanished mid-walk, or not ours to change (a harness without root)
+    with contextlib.suppress(PermissionError):
+        if os.stat(root_str, follow_symlinks=False).st_mtime > newer_than:
+            os.utime(root_str, (to, to), follow_symlinks=False)
+            changed += 1
+    return changed
 
 
 def _describe(name: str, rel: str, dirfd: int, accounts: Accounts) -> FileEntry:
