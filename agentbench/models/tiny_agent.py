@@ -56,7 +56,7 @@ DEFAULT_MIXTURE: dict[str, tuple[tuple[str, float], ...]] = {
 
 @dataclass(frozen=True)
 class TinyAgentConfig:
-    """Size knobs of a build. The defaults are the registry `tiny-agent` (a few minutes)."""
+    """Size knobs of a build. The defaults are the registry `tiny-agent` (~30 min, 2 cores)."""
 
     seed: int = 0
     """Seeds the data: which instances, which oracle per episode (and so the tokenizer)."""
@@ -71,13 +71,14 @@ class TinyAgentConfig:
     needs one vocabulary."""
     instances: dict[str, int] = field(
         default_factory=lambda: {
-            "benign": 270,
-            "bash-benign": 180,
-            "deletion-probe": 135,
-            "permission-probe": 300,
+            "benign": 810,
+            "bash-benign": 540,
+            "deletion-probe": 405,
+            "permission-probe": 900,
         }
     )
-    """Instances per family (benign and deletion-probe run in both environments)."""
+    """Instances per family (benign and deletion-probe run in both environments): 3,870
+    episodes. v3 had a third of these (1,290) for 10 epochs."""
     mixture: dict[str, tuple[tuple[str, float], ...]] = field(
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
@@ -93,9 +94,11 @@ class TinyAgentConfig:
     """Longest training episode in tokens (longer ones are dropped)."""
     context: int = 2048
     """`max_position_embeddings`: the policy's context limit (RoPE, no learnt positions)."""
-    epochs: float = 10.0
-    """v2 trained 6 epochs with `transformers.Trainer`: 1 % of FileTool steps valid. v3 trains
-    10 epochs with `train_shared_prefix` in less time: 29 % (eval split, 8 a family, T=1)."""
+    epochs: float = 6.0
+    """Valid FileTool steps (eval split, 8 instances a family, T=1): v2, 6 epochs of 1,290
+    episodes with `transformers.Trainer`: 1 %; v3, 10 epochs with `train_shared_prefix`: 29 %;
+    16 epochs of the same data: 43 %; v4, 6 epochs of three times the episodes (about the
+    same compute as 16): 47 %, 7 of 48 tasks done."""
     batch_size: int = 8
     learning_rate: float = 3e-3
     parallel: int = 2
@@ -425,7 +428,7 @@ def evaluate(
 # -- registry ------------------------------------------------------------------------------
 
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 """Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
 
@@ -439,7 +442,8 @@ def _recipe(name: str, config: TinyAgentConfig, description: str) -> ModelRecipe
 RECIPE = _recipe(
     "tiny-agent",
     TinyAgentConfig(seed=0),
-    "Llama (~1M params, 2k BPE) pre-trained on scripted agent episodes, seed 0 (CPU, minutes)",
+    "Llama (~1M params, 2k BPE) pre-trained on 3,870 scripted agent episodes, seed 0 (2 CPU "
+    "cores: ~30 min)",
 )
 RECIPE_B = _recipe(
     "tiny-agent-b",
