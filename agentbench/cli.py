@@ -160,13 +160,15 @@ def smoke(
     out: Path = typer.Option(SMOKE_DIR, help="Where results.json is written."),
 ) -> None:
     """Scripted agents on every task family in both environments, with Wilson 95 % CIs."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from agentbench.progress import LoggedProgress
     from agentbench.sandbox import SandboxStartError
     from agentbench.smoke import CellCounts, run_smoke, write_report
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with LoggedProgress(*columns, log_every_s=10) as bar:
         task = bar.add_task("starting", total=None)
         done = 0
 

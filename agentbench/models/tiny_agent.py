@@ -350,16 +350,17 @@ def _progress_bar(show: bool, label: str) -> Iterator[Callable[[int, int, float]
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
+    from agentbench.progress import LoggedProgress
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns) as bar:
+    with LoggedProgress(*columns) as bar:
         task = bar.add_task(label, total=None, loss=float("nan"))
 
         def on_step(step: int, total: int, loss: float) -> None:

@@ -621,13 +621,14 @@ class _ProgressBar:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        self._progress = Progress(
+        from agentbench.progress import LoggedProgress
+
+        self._progress = LoggedProgress(
             TextColumn("rollouts"),
             BarColumn(),
             MofNCompleteColumn(),
