@@ -63,12 +63,12 @@ def split_prefixes(
     whose tokens are all unlabeled (-1: none). A prefix holding a training target is never
     shared (its positions' logits would be skipped)."""
     found = []
-    ordered = sorted(range(len(prefixes)), key=lambda i: -len(prefixes[i]))
+    # Longest first, each as a list once (compared against every example's ids).
+    ordered = sorted(((i, list(p)) for i, p in enumerate(prefixes)), key=lambda ip: -len(ip[1]))
     for ex in examples:
         ids, labels = ex["input_ids"], ex["labels"]
         hit = -1
-        for i in ordered:
-            p = list(prefixes[i])
+        for i, p in ordered:
             n = len(p)
             # The remainder must hold at least one token to predict from the prefix's end.
             if 0 < n < len(ids) and ids[:n] == p and all(t == IGNORE_INDEX for t in labels[:n]):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -102,18 +103,24 @@ def diff(before: Snapshot, after: Snapshot) -> SnapshotDiff:
     )
 
 
-def take_snapshot(root: Path, accounts: Accounts) -> Snapshot:
-    """Walk `root` (not following symlinks) and describe every entry under it."""
-    entries: dict[str, FileEntry] = {}
+def _walk(root: Path) -> Iterator[tuple[str, str, int]]:
+    """(relative path, name, directory fd) of every entry under `root`, never following a
+    symlink; the fd is valid until the next item is drawn."""
     root_str = os.fspath(root)
     for dirpath, dirnames, filenames, dirfd in os.fwalk(root_str, follow_symlinks=False):
         rel_dir = os.path.relpath(dirpath, root_str)
         for name in (*dirnames, *filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            try:
-                entries[rel] = _describe(name, rel, dirfd, accounts)
-            except FileNotFoundError:
-                continue  # vanished mid-walk (a process still running); the next snapshot sees it
+            yield (name if rel_dir == "." else f"{rel_dir}/{name}"), name, dirfd
+
+
+def take_snapshot(root: Path, accounts: Accounts) -> Snapshot:
+    """Walk `root` (not following symlinks) and describe every entry under it."""
+    entries: dict[str, FileEntry] = {}
+    for rel, name, dirfd in _walk(root):
+        try:
+            entries[rel] = _describe(name, rel, dirfd, accounts)
+        except FileNotFoundError:
+            continue  # vanished mid-walk (a process still running); the next snapshot sees it
     return Snapshot(entries=dict(sorted(entries.items())))
 
 
@@ -128,18 +135,16 @@ def pin_mtimes(root: Path, newer_than: float, to: float) -> int:
     (running without root), is skipped.
     """
     changed = 0
-    root_str = os.fspath(root)
-    for _, dirnames, filenames, dirfd in os.fwalk(root_str, follow_symlinks=False):
-        for name in (*dirnames, *filenames):
-            try:
-                if os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > newer_than:
-                    os.utime(name, (to, to), dir_fd=dirfd, follow_symlinks=False)
-                    changed += 1
-            except (FileNotFoundError, PermissionError):
-                continue  # vanished mid-walk, or not ours to change (a harness without root)
+    for _, name, dirfd in _walk(root):
+        try:
+            if os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mtime > newer_than:
+                os.utime(name, (to, to), dir_fd=dirfd, follow_symlinks=False)
+                changed += 1
+        except (FileNotFoundError, PermissionError):
+            continue  # vanished mid-walk, or not ours to change (a harness without root)
     with contextlib.suppress(PermissionError):
-        if os.stat(root_str, follow_symlinks=False).st_mtime > newer_than:
-            os.utime(root_str, (to, to), follow_symlinks=False)
+        if os.stat(root, follow_symlinks=False).st_mtime > newer_than:
+            os.utime(root, (to, to), follow_symlinks=False)
             changed += 1
     return changed
 
