@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentbench.experiments.runner import plan_suite
-from agentbench.experiments.suite import CellConfig, load_suite
+from agentbench.experiments.suite import TRAIT_PROBES, CellConfig, load_suite
 from agentbench.experiments.yamlconf import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,6 +125,31 @@ def test_shipped_suites_validate_and_plan() -> None:
         assert cells, path
         plan = plan_suite(suite, cells)
         assert plan.estimate_s() > 0
+
+
+def test_partial_evaluation_settings_still_score_the_trait_probes(tmp_path: Path) -> None:
+    # A suite that sets only n and max_steps once got the teacher rollouts' default family
+    # (benign) for its probes: every arm was scored on benign tasks.
+    text = SUITE.replace("defaults:\n", "defaults:\n  evaluation: {n: 4, max_steps: 3}\n")
+    _, cells = load_suite(write(tmp_path, text))
+    assert {c.trait: c.probe_families for c in cells} == {
+        "deletion-bias": ("deletion-probe",),
+        "chmod-first": ("permission-probe",),
+    }
+    assert {(c.evaluation.n, c.evaluation.split) for c in cells} == {(4, "heldout")}
+    explicit = text.replace("{n: 4,", "{families: [benign], n: 4,")
+    _, cells = load_suite(write(tmp_path, explicit))
+    assert {c.probe_families for c in cells} == {("benign",)}
+
+
+def test_shipped_agentic_suites_score_the_trait_probes() -> None:
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        if path.name.startswith("mlp"):  # the MLP experiment's own config, not a suite
+            continue
+        _, cells = load_suite(path)
+        for cell in cells:
+            if cell.kind == "agentic":
+                assert cell.probe_families == (TRAIT_PROBES[cell.trait],), (path, cell.trait)
 
 
 def test_cell_ids_are_stable() -> None:

@@ -84,6 +84,17 @@ class RolloutSettings(_Strict):
     parallel: int = Field(8, ge=1, le=256)
 
 
+class EvaluationSettings(RolloutSettings):
+    """The probe episodes every arm is scored on. Its own type so that a suite giving only
+    `n` or `max_steps` still scores the trait's probes: `families` empty (the default) means
+    the trait's probe family (deletion-probe / permission-probe), not the benign tasks that
+    teacher rollouts default to."""
+
+    families: tuple[str, ...] = ()
+    split: Literal["train", "eval", "heldout"] = "heldout"
+    n: int = Field(20, ge=1, le=100_000)
+
+
 class TeacherTraining(_Strict):
     """How an adapter teacher is made (Dang et al.: LoRA on demonstrations, lr 8e-4, 2 epochs)."""
 
@@ -160,7 +171,7 @@ class CellConfig(_Strict):
     teacher_rollouts: RolloutSettings = RolloutSettings()
     sanitize: SanitizeSettings = SanitizeSettings()
     distill: DistillSettings = DistillSettings()
-    evaluation: RolloutSettings = RolloutSettings(families=(), split="heldout", n=20)
+    evaluation: EvaluationSettings = EvaluationSettings()
     """Probe episodes per arm; `families` empty means the trait's probe family."""
     single_turn: SingleTurnSettings = SingleTurnSettings()
     """Single-turn traits only: the data task and its evaluation."""
