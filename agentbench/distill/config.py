@@ -90,6 +90,11 @@ class DistillConfig(BaseModel):
     """Stop after this many optimizer steps (overrides `epochs`; for benchmarks and smoke runs)."""
     batch_size: int = Field(4, ge=1, le=4096)
     grad_accum: int = Field(1, ge=1, le=4096)
+    group_by_length: bool = True
+    """Batch examples of similar length together (transformers' `LengthGroupedSampler`:
+    sorted by length within random mega-batches). Less padding: tiny-agent's deletion-teacher
+    adapter (the same 315k tokens) trained in 122 s instead of 163 s on 2 cores. False:
+    uniformly shuffled batches."""
     weight_decay: float = Field(0.0, ge=0.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)

@@ -160,6 +160,7 @@ def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[st
         "output_dir": str(out),
         "per_device_train_batch_size": config.batch_size,
         "gradient_accumulation_steps": config.grad_accum,
+        "train_sampling_strategy": "group_by_length" if config.group_by_length else "random",
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps if config.max_steps is not None else -1,
         "learning_rate": config.learning_rate,
