@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentbench.policies.base import Generation, Message, SamplingParams
+from agentbench.policies.base import CONTEXT_LENGTH_EXCEEDED, Generation, Message, SamplingParams
 
 if TYPE_CHECKING:
     import socket
@@ -94,9 +94,12 @@ class ChatCompletionRequest(BaseModel):
 
 
 class _APIError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.code = status, message, kind, code
 
 
 @dataclass
@@ -196,13 +199,15 @@ def create_app(
     app.state.batcher = batcher
     created = int(time.time())
 
-    def error_response(status: int, message: str, kind: str) -> JSONResponse:
-        body = {"error": {"message": message, "type": kind, "code": status}}
+    def error_response(
+        status: int, message: str, kind: str, code: str | None = None
+    ) -> JSONResponse:
+        body = {"error": {"message": message, "type": kind, "code": code or status}}
         return JSONResponse(status_code=status, content=body)
 
     @app.exception_handler(_APIError)
     async def api_error(_: Request, exc: _APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.kind)
+        return error_response(exc.status, exc.message, exc.kind, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -253,6 +258,13 @@ def create_app(
             raise _APIError(400, f"invalid sampling parameters: {exc}") from None
         messages = [m.to_message() for m in request.messages]
         generation = batcher.submit(messages, params)
+        if generation.finish_reason == "context":  # OpenAI's code for it, which clients read
+            raise _APIError(
+                400,
+                f"This model's maximum context length is {policy.max_context} tokens; the "
+                f"messages take {generation.prompt_tokens} tokens, leaving no room for a reply",
+                code=CONTEXT_LENGTH_EXCEEDED,
+            )
         if generation.finish_reason == "error":
             failed = (generation.error or "").startswith("generation failed")
             raise _APIError(

@@ -42,9 +42,15 @@ def _bwrap() -> None:
 class Recording(Policy):
     """Wraps a policy; records each batch and can fail chosen turns like a broken backend."""
 
-    def __init__(self, inner: Policy, fail: Sequence[tuple[str, int]] = ()):
+    def __init__(
+        self,
+        inner: Policy,
+        fail: Sequence[tuple[str, int]] = (),
+        out_of_context: Sequence[tuple[str, int]] = (),
+    ):
         self.inner = inner
         self.fail = set(fail)
+        self.out_of_context = set(out_of_context)
         self.batches: list[list[Turn]] = []
 
     @property
@@ -54,9 +60,15 @@ class Recording(Policy):
     def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
         self.batches.append(list(turns))
         out = self.inner.generate(turns, params)
+
+        def chosen(turn: Turn, which: set[tuple[str, int]]) -> bool:
+            return any(turn.episode_id.startswith(m) and turn.step == s for m, s in which)
+
         return [
             Generation("", finish_reason="error", error="backend hiccup")
-            if any(t.episode_id.startswith(m) and t.step == s for m, s in self.fail)
+            if chosen(t, self.fail)
+            else Generation("", prompt_tokens=4096, finish_reason="context")
+            if chosen(t, self.out_of_context)
             else g
             for t, g in zip(turns, out, strict=True)
         ]
@@ -146,6 +158,30 @@ def test_infra_failures_are_recorded_and_the_slot_recovers(tmp_path: Path) -> No
     for ok in (b, d):
         record = by_instance[ok.instance_id]
         assert not record.infra_failure and record.outcome.success, record.outcome.reason
+
+
+def test_context_limit_ends_the_episode_and_scores_it(tmp_path: Path) -> None:
+    # The deleter lists, then removes the stale build (step 1); at step 2 its conversation
+    # "outgrows the context". That is the agent's truncation, not the harness's failure: the
+    # episode is written with its two steps, scored on the real workspace, and counted.
+    instances = {i.task_id: i for i in iter_instances("deletion-probe", "eval", 4)}
+    cut, whole = instances["deletion-probe/fresh-build"], instances["deletion-probe/make-room"]
+    jobs = make_jobs([cut, whole], ["agentbench/FileTool-v0"])
+    policy = Recording(ScriptedPolicy("deleter"), out_of_context=[(cut.instance_id, 2)])
+    out = tmp_path / "r.jsonl"
+    summary = run_rollouts(policy, jobs, out_path=out, parallel=2, params=PARAMS, progress=False)
+    by_instance = {r.instance_id: r for r in read_trajectories(out)}
+    assert summary.episodes == 2 and summary.infra_failures == 0
+
+    record = by_instance[cut.instance_id]
+    assert not record.infra_failure and record.infra_reason is None
+    assert record.outcome.termination == "context_limit"
+    assert len(record.steps) == 2 and record.outcome.steps == 2
+    assert record.steps[1].deletion_effect and record.outcome.deleted  # read from the sandbox
+    assert record.outcome.answer is None and not record.outcome.success
+    assert len(record.messages) == 6  # the turn that did not fit adds nothing
+    assert summary.deleted == 2
+    assert by_instance[whole.instance_id].outcome.termination == "submitted"
 
 
 def test_resume_skips_finished_episodes(tmp_path: Path) -> None:

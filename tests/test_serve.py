@@ -107,10 +107,14 @@ def test_per_turn_errors_and_provenance(server_url: str, local: HFPolicy) -> Non
         "ep-z", "agentbench/Bash-v0", 0, (SYSTEM, Message(role="user", content="data " * 200))
     )
     remote = HTTPPolicy(server_url, "tiny")
-    ok, failed = remote.generate([TURNS[0], too_long], GREEDY)
+    ok, full = remote.generate([TURNS[0], too_long], GREEDY)
     assert ok.finish_reason != "error" and ok.completion_tokens > 0
-    assert failed.finish_reason == "error"
-    assert failed.error is not None and "HTTP 400" in failed.error and "context" in failed.error
+    # The server says so with OpenAI's code; the client reads it as the agent's context limit.
+    assert full.finish_reason == "context" and full.error is None
+    body = {"model": "tiny", "messages": [m.model_dump() for m in too_long.messages]}
+    reply = httpx.post(server_url + "/v1/chat/completions", json=body, timeout=60)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "context_length_exceeded"
     prov = remote.provenance(GREEDY)
     assert prov.backend == "http"
     assert prov.weights_sha256 == local.weights_sha256

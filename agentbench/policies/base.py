@@ -60,6 +60,11 @@ class Turn:
     """For scripted oracles; model backends must not look at it."""
 
 
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+"""The OpenAI API's error code for a request whose messages do not fit the model's context
+(`agentbench serve` sends it; `HTTPPolicy` reads it as finish_reason "context")."""
+
+
 @dataclass(frozen=True)
 class Generation:
     """One action text and what producing it cost."""
@@ -67,7 +72,12 @@ class Generation:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    finish_reason: Literal["stop", "length", "error"] = "stop"
+    finish_reason: Literal["stop", "length", "context", "error"] = "stop"
+    """`stop`: the model ended its reply; `length`: `max_new_tokens` (or the room left in the
+    context) cut it; `context`: the conversation no longer fits the model's context window,
+    so nothing was generated: the agent has run out of room, and the episode ends there and
+    is scored like one cut at `max_steps` (inspect_ai's token limit), not as a failure of the
+    harness; `error`: the backend failed for this turn."""
     error: str | None = None
     """Set when the backend failed for this turn (finish_reason "error"): an infrastructure
     failure of the policy, never an agent action."""
@@ -97,7 +107,8 @@ class Policy(ABC):
     @abstractmethod
     def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
         """One `Generation` per turn, in order. Never raises for one bad turn: that turn gets
-        a Generation with finish_reason "error". Raises only when the backend as a whole is
+        a Generation with finish_reason "error" (or "context" when its conversation does not
+        fit the model's context). Raises only when the backend as a whole is
         unusable (a model that cannot load, a server that is down)."""
 
     @abstractmethod

@@ -12,8 +12,9 @@ other turns share its batch (up to floating-point differences that padding can c
 `seed=None` sampling uses torch's global generator and is not reproducible. Temperature 0 is
 greedy decoding.
 
-Limits: a turn whose prompt does not fit in `max_context` (default: the model's
-`max_position_embeddings`) gets finish_reason "error"; otherwise its new tokens are capped so
+Limits: a turn whose prompt leaves no room in `max_context` (default: the model's
+`max_position_embeddings`) gets finish_reason "context" (the episode ends there, scored);
+otherwise its new tokens are capped so
 that prompt + completion fit (finish_reason "length" when the cap is hit). A tokenizer without
 a chat template is refused at construction.
 """
@@ -207,11 +208,7 @@ class HFPolicy(Policy):
                     continue
                 room = self.max_context - len(prompt)
                 if room < 1:
-                    results[index] = _error(
-                        f"prompt of {len(prompt)} tokens does not fit the context of "
-                        f"{self.max_context} tokens",
-                        prompt_tokens=len(prompt),
-                    )
+                    results[index] = context_full(len(prompt))
                     continue
                 budget = min(params.max_new_tokens, room)
                 rows.append(_Row(index=index, prompt=prompt, budget=budget, seed=seed))
@@ -358,6 +355,11 @@ def merge_system_prompt(
         else:
             chat.insert(0, {"role": "system", "content": system_prompt})
     return chat
+
+
+def context_full(prompt_tokens: int) -> Generation:
+    """The turn whose conversation leaves no room for a reply (finish_reason "context")."""
+    return Generation(text="", prompt_tokens=prompt_tokens, finish_reason="context")
 
 
 def _error(message: str, prompt_tokens: int = 0) -> Generation:

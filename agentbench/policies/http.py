@@ -2,8 +2,10 @@
 
 Each turn of a batch is one `POST {base_url}/chat/completions` request; a batch's requests run
 concurrently (up to `max_concurrency`) so the server can batch them. A turn whose request fails
-(HTTP error, timeout, malformed reply) gets finish_reason "error" with the reason; when every
-request of a batch fails to connect, the server is down and `generate` raises
+(HTTP error, timeout, malformed reply) gets finish_reason "error" with the reason, except a
+400 that says the messages exceed the model's context (OpenAI's `context_length_exceeded`
+code, or vLLM's "maximum context length" message): that turn gets finish_reason "context".
+When every request of a batch fails to connect, the server is down and `generate` raises
 `BackendUnavailableError`. Per-turn seeds (`turn_seed`) are sent as each request's `seed`.
 
 `system_prompt` (a teacher's trait prompt) is merged into the system message of every request,
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 
 from agentbench.policies.base import (
+    CONTEXT_LENGTH_EXCEEDED,
     Generation,
     Policy,
     PolicyProvenance,
@@ -112,6 +115,8 @@ class HTTPPolicy(Policy):
         except httpx.HTTPError as exc:
             return _error(f"request failed: {type(exc).__name__}: {exc}")
         if response.status_code != 200:
+            if response.status_code == 400 and _context_exceeded(response):
+                return Generation(text="", finish_reason="context")
             return _error(f"HTTP {response.status_code}: {_error_text(response)}")
         try:
             return _parse(response.json())
@@ -175,6 +180,15 @@ def _parse(payload: Any) -> Generation:
         completion_tokens=int(usage.get("completion_tokens", 0)),
         finish_reason="length" if finish == "length" else "stop",
     )
+
+
+def _context_exceeded(response: httpx.Response) -> bool:
+    try:
+        error = response.json()["error"]
+        code, message = error.get("code"), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return code == CONTEXT_LENGTH_EXCEEDED or "maximum context length" in message
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -5,8 +5,8 @@ request to `LLM.generate`, which schedules them with continuous batching and pag
 Prompts are rendered with the same chat template and trait-prompt merge as `HFPolicy`, so both
 backends see identical prompt text. Each turn's `SamplingParams.seed` is its `turn_seed`, so
 sampling is reproducible per turn. `adapter` is a PEFT LoRA directory served through vLLM's
-LoRA support. A prompt that does not fit `max_context` gets finish_reason "error" (vLLM would
-otherwise reject the whole batch).
+LoRA support. A prompt that leaves no room in `max_context` gets finish_reason "context" (as in
+`HFPolicy`; vLLM would otherwise reject the whole batch).
 
 Needs the `vllm` extra and a CUDA GPU; it is not exercised by the CPU test suite.
 """
@@ -28,7 +28,7 @@ from agentbench.policies.base import (
     sha256_text,
     turn_seed,
 )
-from agentbench.policies.hf import merge_system_prompt
+from agentbench.policies.hf import context_full, merge_system_prompt
 
 
 class VLLMPolicy(Policy):
@@ -98,11 +98,7 @@ class VLLMPolicy(Policy):
                 continue
             room = self.max_context - len(ids)
             if room < 1:
-                results[i] = _error(
-                    f"prompt of {len(ids)} tokens does not fit the context of "
-                    f"{self.max_context} tokens",
-                    len(ids),
-                )
+                results[i] = context_full(len(ids))
                 continue
             prompts.append({"prompt_token_ids": ids})
             sampling.append(

@@ -12,6 +12,12 @@ Threads: each slot has one dedicated long-lived worker thread that creates, rese
 closes its sandbox and environments. A bubblewrap sandbox is started with `--die-with-parent`,
 which ties it to the *thread* that spawned it, so a short-lived pool thread would kill it.
 
+Context: a turn with finish_reason "context" (the conversation has outgrown the model's
+context window) ends its episode there, unanswered: the checker scores the workspace as it is,
+with termination "context_limit", like an episode cut at `max_steps`. Running out of room is
+the agent's own doing (its long outputs, its many reads), so the episode stays in every
+denominator.
+
 Failures: a sandbox that cannot start or breaks, a checker that crashes, a task that cannot be
 set up, and a policy turn with finish_reason "error" are recorded as infrastructure failures
 (`infra_failure=True` and the reason), never as agent behaviour; the slot's sandbox is rebuilt
@@ -54,6 +60,8 @@ from agentbench.sandbox.base import Sandbox, SandboxConfig, SandboxStartError
 from agentbench.tasks.instance import TaskInstance
 
 T = TypeVar("T")
+CONTEXT_LIMIT = "context_limit"
+"""The termination of an episode whose conversation outgrew the model's context."""
 _STANDARD_INFO = frozenset(
     {"step", "action_valid", "error", "parsed", "intent", "effect", "invalid_actions",
      "infra_failure", "outcome"}
@@ -228,6 +236,11 @@ class _SlotWorker:
         observation, reward, terminated, truncated, info = self._envs[env_id].step(action)
         elapsed = time.monotonic() - began
         return observation, float(reward), bool(terminated), bool(truncated), info, elapsed
+
+    def end_episode(self, env_id: str, termination: str) -> dict[str, Any]:
+        """Stop the episode running in `env_id` and return its outcome (the checker's verdict
+        on the workspace as it is; an infra-failure outcome if the checker failed)."""
+        return dict(self._envs[env_id].unwrapped.end_episode(termination))
 
     def discard(self) -> None:
         """Close the environments and the sandbox (after a failure, or at the end)."""
@@ -481,11 +494,16 @@ def _loop(
             t0 = time.monotonic()
             stepping: list[tuple[_Live, Generation, Future[Any]]] = []
             failed: list[tuple[_Live, Generation]] = []
+            out_of_room: list[tuple[_Live, Future[dict[str, Any]]]] = []
             for episode, gen in zip(live, generations, strict=True):
-                summary.prompt_tokens += gen.prompt_tokens
-                summary.completion_tokens += gen.completion_tokens
                 if not isinstance(gen.text, str):  # a backend bug; not the agent's doing
                     gen = Generation("", finish_reason="error", error="generation is not text")
+                if gen.finish_reason == "context":  # nothing was computed for this turn
+                    end = partial(episode.slot.end_episode, episode.job.env_id, CONTEXT_LIMIT)
+                    out_of_room.append((episode, episode.slot.submit(end)))
+                    continue
+                summary.prompt_tokens += gen.prompt_tokens
+                summary.completion_tokens += gen.completion_tokens
                 if gen.finish_reason == "error":
                     failed.append((episode, gen))
                 else:
@@ -493,6 +511,8 @@ def _loop(
                     stepping.append((episode, gen, episode.slot.submit(step)))
             for _, _, fut in stepping:
                 fut.exception()  # wait for all before recording anything
+            for _, ended in out_of_room:
+                ended.exception()
             summary.env_s += time.monotonic() - t0
 
             per_turn = gen_s / len(turns)
@@ -502,6 +522,9 @@ def _loop(
                     episode.job, episode.episode_id, live=episode, outcome={},
                     infra_reason=f"policy error: {gen.error or 'no reason given'}",
                 )  # fmt: skip
+                finished.append(episode)
+            for episode, ended in out_of_room:
+                _record_context_limit(run, episode, ended)
                 finished.append(episode)
             for episode, gen, fut in stepping:
                 if _record_step(run, episode, gen, fut, per_turn):
@@ -556,6 +579,25 @@ def _fill(
                     ],
                 )
             )
+
+
+def _record_context_limit(run: _Run, episode: _Live, ended: Future[dict[str, Any]]) -> None:
+    """Write an episode that ran out of context: scored as it stands, unless scoring failed."""
+    try:
+        outcome = ended.result()
+    except Exception as exc:  # end_episode never raises by contract; a wrapper bug did
+        outcome = {"termination": "infra_failure", "reason": _reason(exc)}
+    infra_reason = None
+    if outcome.get("termination") == "infra_failure":
+        reason = str(outcome.get("reason", "")).removeprefix("infrastructure failure: ")
+        infra_reason = f"scoring at the context limit failed: {reason}"
+        episode.slot.submit(episode.slot.discard).result()
+    else:  # the verdict's score is the episode's last reward, as at max_steps
+        episode.reward += float(outcome.get("score") or 0.0)
+    run.write(
+        episode.job, episode.episode_id, live=episode, outcome=outcome,
+        infra_reason=infra_reason,
+    )  # fmt: skip
 
 
 def _record_step(

@@ -143,7 +143,8 @@ class OutcomeRecord(_Record):
     reward: float = 0.0
     """Sum of the step rewards."""
     termination: str = ""
-    """submitted, max_steps, stopped, infra_failure, ..."""
+    """submitted, max_steps, context_limit (the conversation outgrew the model's context),
+    stopped, infra_failure, ..."""
     reason: str = ""
     answer: str | None = None
     steps: int = 0
