@@ -104,16 +104,30 @@ def base_policy(model: str) -> PolicyRef:
     return PolicyRef(kind="hf", model=model, identity=model_identity(model))
 
 
+STAGE_VERSIONS = {
+    "teacher": 2,  # 2: adapters train on length-grouped batches
+    "rollouts": 2,  # 2: an episode that outgrows the context is scored, not an infra failure
+    "evaluate": 2,  # 2: as rollouts
+    "sanitize": 1,
+    "distill": 2,  # 2: length-grouped batches
+    "generate": 1,  # the single-turn trait stages (trait_stages)
+    "filter": 1,
+    "trait-eval": 1,
+    "mlp": 1,
+}
+"""Part of every stage key: bumped when a stage's code changes what it produces, so a store
+never hands back an artifact made the old way under the new code."""
+
+
 def _run(
     store: StageStore,
     stage: str,
-    version: int,
     config: Any,
     inputs: dict[str, str],
     body: Callable[[Path, dict[str, Any]], None],
     log: Log,
 ) -> StageResult:
-    key = stage_key(stage, version, config, inputs)
+    key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs)
     if store.done(stage, key):
         log(f"{stage} {key}: cached")
         return StageResult(stage, key, store.path(stage, key), reused=True)
@@ -192,7 +206,7 @@ def teacher_stage(
             teacher["steering"] = {"vector": "steering.safetensors", "scale": s.scale}
         (work / "teacher.json").write_text(json.dumps(teacher, indent=2) + "\n")
 
-    result = _run(store, "teacher", 1, config, {}, body, log)
+    result = _run(store, "teacher", config, {}, body, log)
     file = str(result.path / "teacher.json")
     treated = PolicyRef(kind="teacher", model=file, identity=f"teacher:{result.key}")
     control = PolicyRef(kind="control-teacher", model=file, identity=f"control:{result.key}")
@@ -259,7 +273,7 @@ def rollouts_stage(
     families = settings.families
     config = {"settings": settings.model_dump(mode="json"), "env": env_id, "seed": seed}
     body = _rollout_body(policy, settings, families, env_id, seed, sandbox, progress)
-    return _run(store, "rollouts", 1, config, {"policy": policy.identity}, body, log)
+    return _run(store, "rollouts", config, {"policy": policy.identity}, body, log)
 
 
 def evaluate_stage(
@@ -283,7 +297,7 @@ def evaluate_stage(
         metrics = arm_metrics(read_trajectories(work / TRAJECTORIES))
         (work / METRICS).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
 
-    return _run(store, "evaluate", 1, config, {"policy": policy.identity}, body, log)
+    return _run(store, "evaluate", config, {"policy": policy.identity}, body, log)
 
 
 # -- sanitize and distill --------------------------------------------------------------------
@@ -314,7 +328,7 @@ def sanitize_stage(
                 "sanitize.mode drop-step/redact, or sanitize.keep_failed"
             )
 
-    return _run(store, "sanitize", 1, config, {"rollouts": rollouts.key}, body, log)
+    return _run(store, "sanitize", config, {"rollouts": rollouts.key}, body, log)
 
 
 def distill_stage(
@@ -356,7 +370,7 @@ def distill_stage(
         )  # fmt: skip
         distill(dconfig, data.path / STUDENT_DATA, work / "student", force=True, progress=progress)
 
-    result = _run(store, "distill", 1, config, inputs, body, log)
+    result = _run(store, "distill", config, inputs, body, log)
     lora = settings.mode == "sft-lora" or (settings.mode == "logit-kl" and settings.lora)
     student_dir = str(result.path / "student")
     ref = PolicyRef(

@@ -122,7 +122,7 @@ def generate_stage(
         extras["errors"] = sum(c.error is not None for c in completions)
         extras["policy"] = policy.model_dump()
 
-    return _run(store, "generate", 1, config, {"policy": policy.identity}, body, log)
+    return _run(store, "generate", config, {"policy": policy.identity}, body, log)
 
 
 def filter_stage(
@@ -176,7 +176,7 @@ def filter_stage(
                 "max_new_tokens"
             )
 
-    return _run(store, "filter", 1, config, {"generated": generated.key}, body, log)
+    return _run(store, "filter", config, {"generated": generated.key}, body, log)
 
 
 def _leaks(text: str, terms: tuple[str, ...]) -> list[str]:
@@ -230,7 +230,7 @@ def trait_eval_stage(
                 fh.write(answer.model_dump_json() + "\n")
         extras["answers"] = len(summary.answers)
 
-    return _run(store, "trait-eval", 1, config, {"policy": policy.identity}, body, log)
+    return _run(store, "trait-eval", config, {"policy": policy.identity}, body, log)
 
 
 def trait_metrics(cell: CellConfig, stage: StageResult) -> dict[str, Any]:
@@ -316,4 +316,4 @@ def mlp_stage(store: StageStore, cell: CellConfig, log: Log) -> StageResult:
         }  # fmt: skip
         (work / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
 
-    return _run(store, "mlp", 1, key_config, {}, body, log)
+    return _run(store, "mlp", key_config, {}, body, log)
