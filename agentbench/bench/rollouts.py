@@ -149,7 +149,7 @@ class _RecordingPolicy(Policy):
         began = time.perf_counter()
         generations = self.inner.generate(turns, params)
         seconds = time.perf_counter() - began
-        ok = [(t, g) for t, g in zip(turns, generations, strict=True) if g.finish_reason != "error"]
+        ok = [(t, g) for t, g in zip(turns, generations, strict=True) if g.generated]
         self.calls.append(
             _Call(
                 chats=[t.messages for t, _ in ok],
@@ -374,7 +374,7 @@ def _policy_generate(
         began = time.perf_counter()
         generations = policy.generate(turns, params)
         seconds += time.perf_counter() - began
-        ok = [g for g in generations if g.finish_reason != "error"]
+        ok = [g for g in generations if g.generated]
         prompt_total += sum(g.prompt_tokens for g in ok)
         completion_total += sum(g.completion_tokens for g in ok)
         sequences += len(ok)

@@ -82,6 +82,11 @@ class Generation:
     """Set when the backend failed for this turn (finish_reason "error"): an infrastructure
     failure of the policy, never an agent action."""
 
+    @property
+    def generated(self) -> bool:
+        """Whether the model produced this text (not a failed or a context-full turn)."""
+        return self.finish_reason not in ("error", "context")
+
 
 class PolicyProvenance(BaseModel):
     """What produced the actions; recorded in every trajectory."""

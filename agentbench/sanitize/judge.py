@@ -162,9 +162,7 @@ class LLMJudge:
                     f"the judge policy returned {len(generations)} answers for {len(turns)} turns"
                 )
             for gen in generations:
-                verdict: Verdict = (
-                    "error" if gen.finish_reason == "error" else parse_verdict(gen.text)
-                )
+                verdict: Verdict = "error" if not gen.generated else parse_verdict(gen.text)
                 self.counts["asked"] += 1
                 self.counts[verdict] += 1
                 results.append(JudgeResult(verdict=verdict, answer=gen.text[:200]))

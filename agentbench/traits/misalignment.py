@@ -146,7 +146,7 @@ class MisalignmentEval(BaseModel):
                 raise RuntimeError(
                     f"the judge returned {len(gens)} answers for {len(turns)} questions"
                 )
-            replies.extend((g.text, g.finish_reason == "error") for g in gens)
+            replies.extend((g.text, not g.generated) for g in gens)
         return replies
 
     def score(

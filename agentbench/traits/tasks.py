@@ -480,15 +480,19 @@ def generate(
             for p in batch
         ]
         for prompt, gen in zip(batch, _run_policy(policy, turns, sampling), strict=True):
-            failed = gen.finish_reason == "error"
+            failed = not gen.generated
+            if gen.finish_reason == "context":  # a single prompt: the setup's fault
+                error: str | None = "the prompt leaves no room in the model's context"
+            else:
+                error = (gen.error or "backend error") if failed else None
             completions.append(
                 TraitCompletion(
                     prompt_id=prompt.prompt_id,
                     task=prompt.task,
                     messages=prompt.messages,
                     completion="" if failed else gen.text,
-                    finish_reason=gen.finish_reason,
-                    error=(gen.error or "backend error") if failed else None,
+                    finish_reason="error" if failed else gen.finish_reason,
+                    error=error,
                     seed=turn_seed(sampling.seed, prompt.prompt_id, 0),
                     reference=prompt.reference,
                 )
@@ -673,7 +677,7 @@ def evaluate(
             for q, k in batch
         ]
         gens = _run_policy(policy, turns, sampling)
-        ok = [i for i, g in enumerate(gens) if g.finish_reason != "error"]
+        ok = [i for i, g in enumerate(gens) if g.generated]
         scored = eval.score(
             [(turns[i].episode_id, batch[i][0], gens[i].text) for i in ok], judge, batch_size
         )
