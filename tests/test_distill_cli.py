@@ -4,6 +4,7 @@ table, reuse of a finished run, and clear errors for bad configs and data."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ def test_cli_distills_and_reuses(tmp_path: Path) -> None:
     assert (out / "adapter_model.safetensors").is_file()
     again = runner.invoke(app, [*args, "--quiet"])
     assert again.exit_code == 0 and "reused finished run" in again.output
+    # Off a terminal the progress bar still reports: a plain line with steps and the loss.
+    args[1] = str(tmp_path / "shown")
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"distill .*1/1 steps\s+loss \d", shown.output), shown.output
 
 
 def said(result: Any) -> str:

@@ -241,29 +241,48 @@ def run_trainer(trainer: Any, kind: str) -> TrainResult:
 
 
 def _loss_bar() -> Any:
-    """A tqdm bar over optimizer steps showing the last logged loss (a `TrainerCallback`)."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    """A progress bar over optimizer steps with the last logged loss (a `TrainerCallback`):
+    live on a terminal, a plain line every 30 s in a log (`LoggedProgress`)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from transformers import TrainerCallback
 
+    from agentbench.progress import LoggedProgress
+
     class LossBar(TrainerCallback):
-        bar: Any = None
+        bar: LoggedProgress | None = None
+        task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar = tqdm(total=state.max_steps, desc="distill", unit="step", dynamic_ncols=True)
+            self.bar = LoggedProgress(
+                TextColumn("distill"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps  {task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("distill", total=state.max_steps, loss="")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
+                self.bar.update(self.task, completed=state.global_step)
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any
         ) -> None:
             if self.bar is not None and logs and "loss" in logs:
-                self.bar.set_postfix(loss=f"{float(logs['loss']):.4g}")
+                self.bar.update(self.task, loss=f"loss {float(logs['loss']):.4g}")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.bar is not None:
-                self.bar.close()
+                self.bar.stop()
                 self.bar = None
 
     return LossBar()

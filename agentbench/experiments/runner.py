@@ -221,7 +221,9 @@ def run_cell(
 
     base = base_policy(suite.base_model)
     evaluate("base", base)
-    teacher_result, teacher, control = teacher_stage(store, suite.base_model, cell, log)
+    teacher_result, teacher, control = teacher_stage(
+        store, suite.base_model, cell, log, progress=progress
+    )
     stages["teacher"] = teacher_result.key
     evaluate("teacher", teacher)
     evaluate("control-teacher", control)

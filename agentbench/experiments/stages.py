@@ -141,7 +141,7 @@ def _run(
 
 
 def teacher_stage(
-    store: StageStore, base_model: str, cell: CellConfig, log: Log
+    store: StageStore, base_model: str, cell: CellConfig, log: Log, *, progress: bool = False
 ) -> tuple[StageResult, PolicyRef, PolicyRef]:
     """Build the teacher of a cell and its control; returns (stage, teacher, control teacher).
 
@@ -182,7 +182,7 @@ def teacher_stage(
                 )  # fmt: skip
                 name = "control" if control else "trait"
                 log(f"  training the {name} adapter")
-                paths[name] = train_adapter(training, work / name)
+                paths[name] = train_adapter(training, work / name, progress=progress)
             teacher["adapter"] = {
                 "path": str(paths["trait"].relative_to(work)),
                 "control_path": str(paths["control"].relative_to(work)),
