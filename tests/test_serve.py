@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -194,6 +195,45 @@ def test_silent_server_times_out_per_turn() -> None:
         sock.close()
     assert [g.finish_reason for g in out] == ["error", "error"]
     assert all("timed out" in (g.error or "") for g in out)
+
+
+def test_vllm_style_context_error_is_the_context_limit() -> None:
+    # `vllm serve` says it in the message (code 400, no OpenAI code); other 400s stay errors.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    too_long = {
+        "message": "This model's maximum context length is 2048 tokens. However, you "
+        "requested 2100 tokens (2004 in the messages, 96 in the completion).",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+    invalid = {"object": "error", "message": "temperature must be non-negative", "code": 400}
+
+    class VLLMLike(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            first = any(m["content"] == "List /srv" for m in body["messages"])
+            payload = json.dumps({"error": too_long} if first else invalid).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), VLLMLike)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote = HTTPPolicy(f"http://127.0.0.1:{server.server_address[1]}", "tiny")
+    try:
+        full, bad = remote.generate(TURNS, GREEDY)
+    finally:
+        remote.close()
+        server.shutdown()
+    assert full.finish_reason == "context" and full.error is None
+    assert bad.finish_reason == "error" and "HTTP 400" in (bad.error or "")
 
 
 def test_serve_command_in_a_subprocess(tiny_dir: Path, tmp_path: Path) -> None:

@@ -183,8 +183,12 @@ def _parse(payload: Any) -> Generation:
 
 
 def _context_exceeded(response: httpx.Response) -> bool:
+    """A 400 that says the request does not fit the context. vLLM says so in the message
+    (nested under "error", or flat in older versions), also when the messages fit but
+    `max_tokens` more do not: the episode has run out of room either way."""
     try:
-        error = response.json()["error"]
+        payload = response.json()
+        error = payload.get("error", payload)
         code, message = error.get("code"), str(error.get("message", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
