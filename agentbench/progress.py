@@ -44,3 +44,25 @@ class LoggedProgress(Progress):
             task = self._tasks.get(task_id)
         if task is not None:
             self.console.print(self.make_tasks_table([task]))
+
+
+def step_bar(label: str, fields: str, **kwargs: Any) -> LoggedProgress:
+    """The project's bar over counted steps: `label`, the bar, done/total, `fields` (a
+    `TextColumn` template such as "loss {task.fields[loss]:.3f}"), elapsed and remaining."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return LoggedProgress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(fields),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        **kwargs,
+    )

@@ -243,30 +243,16 @@ def run_trainer(trainer: Any, kind: str) -> TrainResult:
 def _loss_bar() -> Any:
     """A progress bar over optimizer steps with the last logged loss (a `TrainerCallback`):
     live on a terminal, a plain line every 30 s in a log (`LoggedProgress`)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from transformers import TrainerCallback
 
-    from agentbench.progress import LoggedProgress
+    from agentbench.progress import LoggedProgress, step_bar
 
     class LossBar(TrainerCallback):
         bar: LoggedProgress | None = None
         task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.bar = LoggedProgress(
-                TextColumn("distill"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("steps  {task.fields[loss]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
+            self.bar = step_bar("distill", "steps  {task.fields[loss]}")
             self.bar.start()
             self.task = self.bar.add_task("distill", total=state.max_steps, loss="")
 

@@ -347,20 +347,9 @@ def _progress_bar(show: bool, label: str) -> Iterator[Callable[[int, int, float]
     if not show:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from agentbench.progress import step_bar
 
-    from agentbench.progress import LoggedProgress
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    with LoggedProgress(*columns) as bar:
+    with step_bar("{task.description}", "loss {task.fields[loss]:.3f}") as bar:
         task = bar.add_task(label, total=None, loss=float("nan"))
 
         def on_step(step: int, total: int, loss: float) -> None:

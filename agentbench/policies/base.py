@@ -88,6 +88,11 @@ class Generation:
         return self.finish_reason not in ("error", "context")
 
 
+def context_full(prompt_tokens: int = 0) -> Generation:
+    """The turn whose conversation leaves no room for a reply (finish_reason "context")."""
+    return Generation(text="", prompt_tokens=prompt_tokens, finish_reason="context")
+
+
 class PolicyProvenance(BaseModel):
     """What produced the actions; recorded in every trajectory."""
 

@@ -37,6 +37,7 @@ from agentbench.policies.base import (
     PolicyStats,
     SamplingParams,
     Turn,
+    context_full,
     sha256_text,
     turn_seed,
 )
@@ -355,11 +356,6 @@ def merge_system_prompt(
         else:
             chat.insert(0, {"role": "system", "content": system_prompt})
     return chat
-
-
-def context_full(prompt_tokens: int) -> Generation:
-    """The turn whose conversation leaves no room for a reply (finish_reason "context")."""
-    return Generation(text="", prompt_tokens=prompt_tokens, finish_reason="context")
 
 
 def _error(message: str, prompt_tokens: int = 0) -> Generation:

@@ -27,6 +27,7 @@ from agentbench.policies.base import (
     PolicyProvenance,
     SamplingParams,
     Turn,
+    context_full,
     sha256_text,
     turn_seed,
 )
@@ -116,7 +117,7 @@ class HTTPPolicy(Policy):
             return _error(f"request failed: {type(exc).__name__}: {exc}")
         if response.status_code != 200:
             if response.status_code == 400 and _context_exceeded(response):
-                return Generation(text="", finish_reason="context")
+                return context_full()
             return _error(f"HTTP {response.status_code}: {_error_text(response)}")
         try:
             return _parse(response.json())

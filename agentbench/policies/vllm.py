@@ -25,10 +25,11 @@ from agentbench.policies.base import (
     PolicyProvenance,
     SamplingParams,
     Turn,
+    context_full,
     sha256_text,
     turn_seed,
 )
-from agentbench.policies.hf import context_full, merge_system_prompt
+from agentbench.policies.hf import merge_system_prompt
 
 
 class VLLMPolicy(Policy):

@@ -660,24 +660,9 @@ class _ProgressBar:
     """A rich progress bar with episodes/s and generated tokens/s."""
 
     def __init__(self, total: int):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from agentbench.progress import step_bar
 
-        from agentbench.progress import LoggedProgress
-
-        self._progress = LoggedProgress(
-            TextColumn("rollouts"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rates]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
+        self._progress = step_bar("rollouts", "{task.fields[rates]}")
         self._task = self._progress.add_task("rollouts", total=total, rates="")
 
     def start(self) -> None:
