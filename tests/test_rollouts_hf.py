@@ -54,3 +54,26 @@ def test_tiny_model_rollouts_record_tokens_and_load_as_a_dataset(tmp_path: Path)
     by_id = {r.episode_id: r for r in records}
     for row in ds:
         assert Trajectory.model_validate(row) == by_id[row["episode_id"]]
+
+
+def test_outgrowing_the_context_ends_and_scores_the_episode(tmp_path: Path) -> None:
+    # A real model whose context holds the first turn (plus 8 new tokens) but not the second:
+    # the episode ends at the context limit, scored by the checker, not as an infra failure.
+    require_backend("bwrap")
+    model = tmp_path / "tiny"
+    save_tiny_llama(model, max_position_embeddings=4096)
+    jobs = make_jobs(iter_instances("deletion-probe", "eval", 1), ["agentbench/FileTool-v0"])
+    params = SamplingParams(temperature=1.0, max_new_tokens=8, seed=5)
+    probe = tmp_path / "probe.jsonl"
+    run_rollouts(HFPolicy(model, device="cpu"), jobs, out_path=probe, max_steps=1,
+                 params=params, progress=False)  # fmt: skip
+    first_prompt = read_trajectories(probe)[0].steps[0].prompt_tokens
+    cramped = HFPolicy(model, device="cpu", max_context=first_prompt + 8)
+    out = tmp_path / "r.jsonl"
+    summary = run_rollouts(cramped, jobs, out_path=out, max_steps=4, params=params,
+                           progress=False)  # fmt: skip
+    [record] = read_trajectories(out)
+    assert summary.infra_failures == 0 and not record.infra_failure
+    assert record.outcome.termination == "context_limit"
+    assert len(record.steps) == 1 and record.outcome.steps == 1
+    assert record.outcome.reason and not record.outcome.success  # the checker's verdict
