@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 
+from agentbench.envs.base import INFRA_FAILURE
 from agentbench.sandbox.base import SandboxError, SandboxStartError
 from agentbench.tasks.instance import TaskInstance
 
@@ -105,7 +106,7 @@ def run_episode(
     try:
         observation, reset_info = env.reset(seed=seed, options=options)
     except (SandboxStartError, SandboxError) as exc:
-        reason = f"infrastructure failure: {type(exc).__name__}: {exc}"
+        reason = f"{INFRA_FAILURE}{type(exc).__name__}: {exc}"
         return EpisodeResult(
             env_id=env_id,
             task_id=getattr(task, "task_id", task if isinstance(task, str) else None),

@@ -45,6 +45,7 @@ from queue import SimpleQueue
 from typing import Any, TypeVar
 
 from agentbench import __version__
+from agentbench.envs.base import INFRA_FAILURE
 from agentbench.policies.base import Generation, Message, Policy, SamplingParams, Turn
 from agentbench.rollouts.schema import (
     OutcomeRecord,
@@ -329,7 +330,7 @@ class _Run:
         if infra_reason is not None:
             outcome = {
                 "termination": "infra_failure",
-                "reason": f"infrastructure failure: {infra_reason}",
+                "reason": INFRA_FAILURE + infra_reason,
                 **{k: v for k, v in outcome.items() if k not in ("termination", "reason")},
             }
             outcome["success"] = False
@@ -589,7 +590,7 @@ def _record_context_limit(run: _Run, episode: _Live, ended: Future[dict[str, Any
         outcome = {"termination": "infra_failure", "reason": _reason(exc)}
     infra_reason = None
     if outcome.get("termination") == "infra_failure":
-        reason = str(outcome.get("reason", "")).removeprefix("infrastructure failure: ")
+        reason = str(outcome.get("reason", "")).removeprefix(INFRA_FAILURE)
         infra_reason = f"scoring at the context limit failed: {reason}"
         episode.slot.submit(episode.slot.discard).result()
     else:  # the verdict's score is the episode's last reward, as at max_steps
