@@ -16,10 +16,12 @@ from agentbench.models import get_recipe, weights_sha256
 from agentbench.models.tiny_agent import (
     IGNORE_INDEX,
     PROBE_TRAIN_SEED_BASE,
+    TinyAgentConfig,
     _instances,
     build_tiny_agent,
     encode_with_mask,
     evaluate,
+    filetool_tool_names,
     render_chat,
     small_config,
     train_tokenizer,
@@ -73,6 +75,36 @@ def test_split_spaces_gives_a_word_the_same_tokens_after_a_space_or_a_quote() ->
     assert tokens(merged, prose)[0].strip() != ""
     for action in ACTIONS:
         assert split.decode(split(action, add_special_tokens=False).input_ids) == action
+
+
+def test_whole_words_are_one_token_each_and_only_as_words(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from agentbench.envs.filetool import TOOLS
+
+    texts = [render_chat(CHAT)] * 3 + ACTIONS
+    names = filetool_tool_names()
+    assert set(names) == set(TOOLS) and TinyAgentConfig().whole_words == ()
+    plain = train_tokenizer(texts, vocab_size=300)
+    whole = train_tokenizer(texts, vocab_size=300, whole_words=names)
+    whole.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+
+    def pieces(tok: Any, text: str) -> list[str]:
+        return [tok.decode([i]) for i in tok(text, add_special_tokens=False).input_ids]
+
+    call = '{"tool": "write_file", "args": {"path": "a"}}'
+    assert "write_file" not in pieces(plain, call)  # BPE alone: write _ file
+    for tok in (whole, reloaded):
+        for name in names:
+            assert pieces(tok, f'{{"tool": "{name}"}}').count(name) == 1
+            assert pieces(tok, f"- {name}(path)").count(name) == 1
+        # Not inside a longer word, and not a special token: it decodes as written.
+        assert "write_file" not in pieces(tok, "overwrite_files rewrite_file write_file_x")
+        for action in ACTIONS:
+            assert tok.decode(tok(action, add_special_tokens=False).input_ids) == action
+        ids = tok(call, add_special_tokens=False).input_ids
+        assert tok.decode(ids, skip_special_tokens=True) == call
 
 
 def test_chat_template_renders_like_training_text(tokenizer: Any) -> None:

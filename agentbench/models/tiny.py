@@ -8,7 +8,7 @@ seed, so its weights hash is stable across builds on the same torch version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +44,18 @@ def train_chatml_tokenizer(
     *,
     chat_template: str | None = CHAT_TEMPLATE,
     split_spaces: bool = False,
+    whole_words: Sequence[str] = (),
 ) -> Any:
     """A byte-level BPE trained on `texts` (any byte string encodes) with the ChatML specials.
 
     `split_spaces`: whitespace never merges into a word (see `_SPLIT_SPACES`); texts take
     about a third more tokens, and copying a name between prose and code becomes token-exact.
+    `whole_words`: names that always encode as one token of their own where they stand as a
+    word (ordinary text, not special tokens: they decode as written). A name like `write_file`
+    is otherwise `write` `_` `file`, and a small model recombines the pieces into names that
+    do not exist (`write_path`, `read_path`).
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
@@ -78,6 +83,10 @@ def train_chatml_tokenizer(
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
     )
+    if whole_words:
+        tokenizer.add_tokens(
+            [AddedToken(w, single_word=True, normalized=False) for w in dict.fromkeys(whole_words)]
+        )
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     return tokenizer
