@@ -95,8 +95,9 @@ class TinyAgentConfig:
     `filetool_tool_names()`. v4 splits them (`write` `_` `file`), and 4 in 10 of its invalid
     FileTool calls recombine the pieces into tools that do not exist (`write_path`,
     `move_dir`). Off: a full build with FileTool's names whole (otherwise v4's config) made no
-    such names, but wrote malformed JSON instead: 34 % valid FileTool steps at T=1 (49/143; v4
-    47 %) and 40 % at T=0.7 (54/134; v4 65 %), eval split, 8 instances a family."""
+    such names, but wrote malformed JSON instead: 34 % valid FileTool steps at T=1 (49/143;
+    v4 the same day 55 %, 40/73) and 40 % at T=0.7 (54/134; v4 64 %, 54/85), eval split, 8
+    instances a family, 12 steps."""
     split_spaces: bool = False
     """Pre-tokenize whitespace apart from words (`train_chatml_tokenizer`), so a path copied
     from prose into a JSON argument keeps its tokens. Off: measured worse at this size (texts
