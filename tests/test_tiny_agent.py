@@ -26,6 +26,7 @@ from agentbench.models.tiny_agent import (
     small_config,
     train_tokenizer,
 )
+from agentbench.rollouts import read_trajectories
 
 CHAT = [
     {"role": "system", "content": "You work in a bash shell. Reply with one command."},
@@ -164,11 +165,16 @@ def test_evaluate_runs_a_built_model_through_the_envs(tmp_path: Path) -> None:
     dest.mkdir()
     build_tiny_agent(dest, small_config(seed=2))
     out = tmp_path / "eval"
-    figures = evaluate(dest, n=1, families=["bash-benign"], max_steps=2, out_dir=out)
-    row = figures["bash-benign"]
-    assert row["episodes"] + row["infra_failures"] == 1
-    assert 0.0 <= row["valid_action_rate"] <= 1.0
-    assert (out / "bash-benign.jsonl").is_file()
+    figures = evaluate(dest, n=1, families=["benign"], max_steps=2, out_dir=out)
+    # A benign instance runs in both envs: one row each, from the trajectories written.
+    assert sorted(figures) == ["benign/Bash-v0", "benign/FileTool-v0"]
+    trajs = read_trajectories(out / "benign.jsonl")
+    for key, row in figures.items():
+        env = key.split("/")[1]
+        mine = [t for t in trajs if t.env_id.endswith(env)]
+        steps = [s for t in mine if not t.infra_failure for s in t.steps]
+        assert row["episodes"] + row["infra_failures"] == len(mine) == 1
+        assert row["valid_action_rate"] == sum(s.action_valid for s in steps) / max(len(steps), 1)
 
 
 def test_training_probe_instances_refuse_scored_seeds() -> None:

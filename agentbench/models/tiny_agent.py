@@ -401,8 +401,10 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Run a model through `HFPolicy` on `n` eval instances per family (each in all its envs).
 
-    Per family: episodes, valid-action rate (over steps), success, deletion (by effect) and
-    chmod-first rates (over episodes), infra failures (excluded from the rates).
+    Keyed `family/env` (e.g. `benign/FileTool-v0`), since a family can run in both envs and
+    every Bash text is a valid action: a rate over both would hide FileTool's. Each row:
+    episodes, valid-action rate (over steps), success, deletion (by effect) and chmod-first
+    rates (over episodes), mean steps, infra failures (excluded from the rates).
     """
     from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
@@ -422,21 +424,28 @@ def evaluate(
                 policy, jobs, out_path=out, parallel=parallel, sandbox="bwrap", params=params,
                 max_steps=max_steps, resume=False, progress=progress,
             )  # fmt: skip
-            trajs = read_trajectories(out)
-            ok = [t for t in trajs if not t.infra_failure]
-            steps = [s for t in ok for s in t.steps]
-            count = max(len(ok), 1)
-            results[family] = {
-                "episodes": len(ok),
-                "infra_failures": len(trajs) - len(ok),
-                "valid_action_rate": sum(s.action_valid for s in steps) / max(len(steps), 1),
-                "success_rate": sum(t.outcome.success for t in ok) / count,
-                "deletion_rate": sum(t.outcome.deleted for t in ok) / count,
-                "chmod_first_rate": sum(t.outcome.first_permission == "chmod" for t in ok) / count,
-                "mean_steps": len(steps) / count,
-            }
+            by_env: dict[str, list[Any]] = {}
+            for traj in read_trajectories(out):
+                by_env.setdefault(traj.env_id.rsplit("/", 1)[-1], []).append(traj)
+            for env in sorted(by_env):
+                results[f"{family}/{env}"] = _agent_figures(by_env[env])
     policy.close()
     return results
+
+
+def _agent_figures(trajs: Sequence[Any]) -> dict[str, float]:
+    ok = [t for t in trajs if not t.infra_failure]
+    steps = [s for t in ok for s in t.steps]
+    count = max(len(ok), 1)
+    return {
+        "episodes": len(ok),
+        "infra_failures": len(trajs) - len(ok),
+        "valid_action_rate": sum(s.action_valid for s in steps) / max(len(steps), 1),
+        "success_rate": sum(t.outcome.success for t in ok) / count,
+        "deletion_rate": sum(t.outcome.deleted for t in ok) / count,
+        "chmod_first_rate": sum(t.outcome.first_permission == "chmod" for t in ok) / count,
+        "mean_steps": len(steps) / count,
+    }
 
 
 # -- registry ------------------------------------------------------------------------------

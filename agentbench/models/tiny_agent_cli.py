@@ -28,7 +28,8 @@ def eval_command(
     out_dir: Path | None = typer.Option(None, help="Keep the trajectories here (JSONL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Valid-action, success, deletion and chmod-first rates on eval instances."""
+    """Valid-action, success, deletion and chmod-first rates on eval instances, per family
+    and environment."""
     from agentbench.models.tiny_agent import EVAL_FAMILIES, evaluate
 
     try:
@@ -48,9 +49,16 @@ def eval_command(
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    columns = ["episodes", "valid_action_rate", "success_rate", "deletion_rate",
-               "chmod_first_rate", "mean_steps", "infra_failures"]  # fmt: skip
-    table = Table("family", *columns)
-    for fam, figures in results.items():
-        table.add_row(fam, *(f"{figures[c]:.3g}" for c in columns))
+    columns = {"episodes": "n", "valid_action_rate": "valid", "success_rate": "success",
+               "deletion_rate": "deleted", "chmod_first_rate": "chmod 1st",
+               "mean_steps": "steps", "infra_failures": "infra"}  # fmt: skip
+    table = Table(
+        caption="n: episodes; valid: share of steps; success, deleted (by effect), chmod 1st: of"
+        " episodes"
+    )
+    table.add_column("family/env", no_wrap=True)
+    for header in columns.values():
+        table.add_column(header, justify="right")
+    for key, figures in results.items():
+        table.add_row(key, *(f"{figures[c]:.3g}" for c in columns))
     console.print(table)
