@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from agentbench.cli import app
 from tests.conftest import require_backend
 
+REPO = Path(__file__).resolve().parents[1]
 SUITE = """\
 name: micro
 base_model: {base}
@@ -48,6 +49,30 @@ def micro_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     build_tiny_agent(base, config)
     build_tiny_agent(other, replace(config, init_seed=1, tokenizer_from=str(base)))
     return base, other
+
+
+def test_dry_run_prints_the_plan_and_the_models_to_build_and_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    monkeypatch.setenv("AGENTBENCH_CACHE", str(cache))  # an empty cache: nothing is built
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(
+        app, ["run", str(REPO / "suites" / "smoke.yaml"), "--dry-run", "--store", str(store),
+              "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "plan of suite smoke: 4 cell(s)" in out
+    for stage in ("teacher", "rollouts", "sanitize", "distill", "evaluate"):
+        assert f" {stage} " in out
+    assert "estimate before caching: ~" in out
+    # Both embedded models are named, the base first (tiny-agent-b reuses its tokenizer).
+    first = out.index("not built yet: tiny-agent,")
+    assert first < out.index("not built yet: tiny-agent-b,")
+    # A dry run builds no model, writes no stage and no results.
+    assert list(cache.rglob("*.safetensors")) == []
+    assert not store.exists() and not (tmp_path / "run").exists()
 
 
 @pytest.mark.bwrap

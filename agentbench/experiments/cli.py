@@ -29,7 +29,7 @@ def run_command(
     ),
 ) -> None:
     """Run a suite: teacher -> rollouts -> sanitize -> distill -> evaluate, cached by stage."""
-    from agentbench.experiments.runner import plan_suite, run_suite
+    from agentbench.experiments.runner import models_to_build, plan_suite, run_suite
     from agentbench.experiments.store import StageStore
     from agentbench.experiments.suite import load_suite
     from agentbench.experiments.yamlconf import ConfigError
@@ -54,6 +54,11 @@ def run_command(
             "counted once; larger models cost far more). "
             f"Stage cache: {store}; results: {run_dir}"
         )
+        for recipe in models_to_build(spec, cells):
+            console.print(
+                f"not built yet: {recipe.name}, the run builds it first (once, then cached): "
+                f"{escape(recipe.description)}"
+            )
         return
     store_obj = StageStore(store)
     from transformers.utils import logging as hf_logging

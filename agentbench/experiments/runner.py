@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentbench.experiments.metrics import (
     ArmMetrics,
@@ -52,6 +52,9 @@ from agentbench.experiments.stages import (
 )
 from agentbench.experiments.store import StageStore
 from agentbench.experiments.suite import CellConfig, Suite, canonical, suite_sha256
+
+if TYPE_CHECKING:
+    from agentbench.models import ModelRecipe
 
 Log = Callable[[str], None]
 COMPARED_METRICS = (
@@ -433,24 +436,35 @@ def run_suite(
     return out
 
 
-def _build_models(suite: Suite, cells: list[CellConfig], log: Log) -> None:
-    """Build the registry models a suite needs before its first stage, saying so: a first
-    build of an embedded model is the longest step of a fresh run."""
-    from agentbench.models import build_model, get_recipe, is_built
+def models_to_build(suite: Suite, cells: list[CellConfig]) -> list[ModelRecipe]:
+    """The registry models the suite uses that are not in the cache yet (the run builds them
+    first). Directories and hub ids are not listed: they are resolved when first used."""
+    from agentbench.models import get_recipe, is_built
 
     lm_cells = [c for c in cells if c.kind != "mlp"]
     names = {_student_base(suite, c) for c in lm_cells}
     if lm_cells and suite.base_model:
         names.add(suite.base_model)
     names |= {c.single_turn.judge for c in lm_cells if c.single_turn.judge}
+    missing = []
     for name in sorted(names):
         try:
-            get_recipe(name)
+            recipe = get_recipe(name)
         except (KeyError, ValueError, RuntimeError):
-            continue  # a directory or hub id: resolved when first used
+            continue
         if not is_built(name):
-            log(f"building the embedded model {name} (once; cached afterwards)")
-            build_model(name)
+            missing.append(recipe)
+    return missing
+
+
+def _build_models(suite: Suite, cells: list[CellConfig], log: Log) -> None:
+    """Build the registry models a suite needs before its first stage, saying so: a first
+    build of an embedded model is the longest step of a fresh run."""
+    from agentbench.models import build_model
+
+    for recipe in models_to_build(suite, cells):
+        log(f"building the embedded model {recipe.name} (once; cached afterwards)")
+        build_model(recipe.name)
 
 
 def write_results(results: Results, out_dir: Path) -> Path:

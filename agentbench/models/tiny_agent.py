@@ -472,5 +472,6 @@ RECIPE_B = _recipe(
     "tiny-agent-b",
     TinyAgentConfig(seed=0, init_seed=1, tokenizer_from="tiny-agent"),
     "tiny-agent's tokenizer and data recipe from another initialisation and data order: the "
-    "heterogeneous student (logit distillation needs the shared vocabulary)",
+    "heterogeneous student (logit distillation needs the shared vocabulary; 2 CPU cores: ~30 "
+    "min)",
 )
