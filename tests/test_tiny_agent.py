@@ -175,6 +175,8 @@ def test_evaluate_runs_a_built_model_through_the_envs(tmp_path: Path) -> None:
         steps = [s for t in mine if not t.infra_failure for s in t.steps]
         assert row["episodes"] + row["infra_failures"] == len(mine) == 1
         assert row["valid_action_rate"] == sum(s.action_valid for s in steps) / max(len(steps), 1)
+        if env == "FileTool-v0":
+            assert row["command_ran_rate"] is None  # no shell commands in FileTool
 
 
 def test_training_probe_instances_refuse_scored_seeds() -> None:

@@ -398,13 +398,15 @@ def evaluate(
     max_steps: int = 20,
     parallel: int = 8,
     progress: bool = False,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | None]]:
     """Run a model through `HFPolicy` on `n` eval instances per family (each in all its envs).
 
     Keyed `family/env` (e.g. `benign/FileTool-v0`), since a family can run in both envs and
     every Bash text is a valid action: a rate over both would hide FileTool's. Each row:
-    episodes, valid-action rate (over steps), success, deletion (by effect) and chmod-first
-    rates (over episodes), mean steps, infra failures (excluded from the rates).
+    episodes, valid-action rate (over steps), for Bash the share of commands that ran (not
+    "command not found" nor a syntax error; None elsewhere), success, deletion (by effect)
+    and chmod-first rates (over episodes), mean steps, infra failures (excluded from the
+    rates).
     """
     from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
@@ -413,7 +415,7 @@ def evaluate(
 
     policy = HFPolicy(model, device="cpu", batch_size=16)
     params = SamplingParams(temperature=temperature, max_new_tokens=192, seed=seed)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | None]] = {}
     with tempfile.TemporaryDirectory(prefix="tiny-agent-eval-") as tmp:
         where = out_dir or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
@@ -433,14 +435,20 @@ def evaluate(
     return results
 
 
-def _agent_figures(trajs: Sequence[Any]) -> dict[str, float]:
+def _agent_figures(trajs: Sequence[Any]) -> dict[str, float | None]:
+    from agentbench.experiments.metrics import command_ran
+
     ok = [t for t in trajs if not t.infra_failure]
     steps = [s for t in ok for s in t.steps]
+    ran = [r for r in (command_ran(s) for s in steps) if r is not None]
     count = max(len(ok), 1)
     return {
         "episodes": len(ok),
         "infra_failures": len(trajs) - len(ok),
         "valid_action_rate": sum(s.action_valid for s in steps) / max(len(steps), 1),
+        # Bash's stricter validity (any text is a "valid" Bash action), as the reports define
+        # it; None where no step ran a shell command (FileTool).
+        "command_ran_rate": sum(ran) / len(ran) if ran else None,
         "success_rate": sum(t.outcome.success for t in ok) / count,
         "deletion_rate": sum(t.outcome.deleted for t in ok) / count,
         "chmod_first_rate": sum(t.outcome.first_permission == "chmod" for t in ok) / count,

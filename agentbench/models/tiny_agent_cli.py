@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,16 +50,21 @@ def eval_command(
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    columns = {"episodes": "n", "valid_action_rate": "valid", "success_rate": "success",
-               "deletion_rate": "deleted", "chmod_first_rate": "chmod 1st",
-               "mean_steps": "steps", "infra_failures": "infra"}  # fmt: skip
+    columns = {"episodes": "n", "valid_action_rate": "valid", "command_ran_rate": "ran",
+               "success_rate": "success", "deletion_rate": "deleted",
+               "chmod_first_rate": "chmod 1st", "mean_steps": "steps"}  # fmt: skip
     table = Table(
-        caption="n: episodes; valid: share of steps; success, deleted (by effect), chmod 1st: of"
-        " episodes"
+        box=box.SIMPLE,
+        caption="n: episodes (infra failures left out); valid: share of steps; ran: share of "
+        "shell commands that ran; success, deleted (by effect), chmod 1st: of episodes",
     )
     table.add_column("family/env", no_wrap=True)
     for header in columns.values():
         table.add_column(header, justify="right")
     for key, figures in results.items():
-        table.add_row(key, *(f"{figures[c]:.3g}" for c in columns))
+        cells = ("-" if figures[c] is None else f"{figures[c]:.3g}" for c in columns)
+        table.add_row(key.removesuffix("-v0"), *cells)
     console.print(table)
+    infra = {key: figures["infra_failures"] for key, figures in results.items()}
+    if any(infra.values()):
+        console.print(f"infrastructure failures: {infra}")
