@@ -104,7 +104,7 @@ class TinyAgentConfig:
     take a third more tokens; FileTool calls were 1 % valid, against 2-5 % without)."""
     hidden_size: int = 128
     """192 (2.3 M parameters) for v4's compute (3 epochs instead of 6): 25 % valid FileTool
-    steps at T=1 against v4's 55 %, loss 0.44 against 0.25: undertrained, not too small."""
+    steps at T=1 against v4's 55 %, final training loss 0.44 against 0.25: underfit."""
     num_layers: int = 4
     num_heads: int = 4
     max_len: int = 1536
