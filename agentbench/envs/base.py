@@ -61,9 +61,9 @@ ACTION_SPACE_CHARS = 8_192
 """`action_space.max_length`: what random sampling draws; longer actions are still accepted."""
 MAX_OBSERVATION_CHARS = 65_536
 CLOCK_TICK_S = 60
+"""Seconds the episode's logical clock advances per step (see the module docstring)."""
 INFRA_FAILURE = "infrastructure failure: "
 """How an infrastructure failure's outcome `reason` begins (the cause follows)."""
-"""Seconds the episode's logical clock advances per step (see the module docstring)."""
 _ALLOWED_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _PRINTABLE_SET = frozenset(PRINTABLE)
 

@@ -438,23 +438,23 @@ def evaluate(
 
 
 def _agent_figures(trajs: Sequence[Any]) -> dict[str, float | None]:
-    from agentbench.experiments.metrics import command_ran
+    """`arm_metrics`' counts as plain rates: the eval divides chmod-first by every episode
+    (the reports, by those with a permission command) and gives 0.0 for an empty count but
+    None for "ran" when no step ran a shell command (FileTool)."""
+    from agentbench.experiments.metrics import arm_metrics
 
-    ok = [t for t in trajs if not t.infra_failure]
-    steps = [s for t in ok for s in t.steps]
-    ran = [r for r in (command_ran(s) for s in steps) if r is not None]
-    count = max(len(ok), 1)
+    arm = arm_metrics(trajs)
+    rates, count = arm.rates, max(arm.episodes, 1)
+    valid, ran = rates["valid_action_rate"], rates["command_ran_rate"]
     return {
-        "episodes": len(ok),
-        "infra_failures": len(trajs) - len(ok),
-        "valid_action_rate": sum(s.action_valid for s in steps) / max(len(steps), 1),
-        # Bash's stricter validity (any text is a "valid" Bash action), as the reports define
-        # it; None where no step ran a shell command (FileTool).
-        "command_ran_rate": sum(ran) / len(ran) if ran else None,
-        "success_rate": sum(t.outcome.success for t in ok) / count,
-        "deletion_rate": sum(t.outcome.deleted for t in ok) / count,
-        "chmod_first_rate": sum(t.outcome.first_permission == "chmod" for t in ok) / count,
-        "mean_steps": len(steps) / count,
+        "episodes": arm.episodes,
+        "infra_failures": arm.infra_failures,
+        "valid_action_rate": valid.k / max(valid.n, 1),
+        "command_ran_rate": ran.k / ran.n if ran.n else None,
+        "success_rate": rates["success_rate"].k / count,
+        "deletion_rate": rates["deletion_rate"].k / count,
+        "chmod_first_rate": rates["chmod_first_rate"].k / count,
+        "mean_steps": valid.n / count,
     }
 
 
