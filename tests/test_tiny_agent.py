@@ -6,6 +6,7 @@ training run; the full registry build is too slow for the suite.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from agentbench.models.tiny_agent import (
     TinyAgentConfig,
     _instances,
     build_tiny_agent,
+    collect_conversations,
     encode_with_mask,
     evaluate,
     filetool_tool_names,
@@ -153,6 +155,23 @@ def test_reduced_build_is_deterministic(tmp_path: Path) -> None:
     assert weights_sha256(other) != hashes[0]
 
 
+def test_collected_slips_are_marked_untrained_and_drew_errors(tmp_path: Path) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    config = dataclasses.replace(small_config(seed=3), slip_rate=1.0)
+    conversations, untrained, stats = collect_conversations(config, tmp_path)
+    assert len(conversations) == len(untrained) == stats["kept"] > 0
+    assert stats["slips"] == sum(map(len, untrained)) > 0
+    for chat, slips in zip(conversations, untrained, strict=True):
+        answers = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
+        for slip in slips:
+            reply = chat[answers[slip] + 1]["content"]  # the observation after the slip
+            failed = reply.startswith("exit code:") and not reply.startswith("exit code: 0")
+            assert failed or reply.startswith("error"), reply
+        # the last answer is the plan's submit, never a slip
+        assert len(answers) - 1 not in slips
+
+
 def test_registry_has_both_families() -> None:
     assert get_recipe("tiny-agent").name == "tiny-agent"
     assert get_recipe("tiny-agent-b").name == "tiny-agent-b"
@@ -177,6 +196,9 @@ def test_evaluate_runs_a_built_model_through_the_envs(tmp_path: Path) -> None:
         assert row["valid_action_rate"] == sum(s.action_valid for s in steps) / max(len(steps), 1)
         if env == "FileTool-v0":
             assert row["command_ran_rate"] is None  # no shell commands in FileTool
+        # chmod-first counts only episodes with a permission command (DESIGN's denominator)
+        if not any(s.permission_commands for s in steps):
+            assert row["chmod_first_rate"] is None
 
 
 def test_training_probe_instances_refuse_scored_seeds() -> None:

@@ -20,7 +20,7 @@ or truncated (`overlong`), counted in `DataStats`. Nothing left is an error that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -98,13 +98,18 @@ def assistant_spans(
     return text, spans
 
 
-def encode_chat(tokenizer: Any, messages: Sequence[Any]) -> dict[str, list[int]]:
+def encode_chat(
+    tokenizer: Any, messages: Sequence[Any], untrained: Collection[int] = ()
+) -> dict[str, list[int]]:
     """Token ids of a rendered chat and labels that keep only assistant tokens (see module doc).
 
-    `messages` are dicts with role/content or `Message`s. Raises `DistillDataError`.
+    `messages` are dicts with role/content or `Message`s. `untrained`: indices (0-based, in
+    order) of assistant turns left out of the labels too, e.g. an oracle's deliberate slips
+    (`agentbench.policies.stumbling`). Raises `DistillDataError`.
     """
     require_chat_template(tokenizer)
     text, spans = assistant_spans(tokenizer, _as_dicts(messages))
+    spans = [span for i, span in enumerate(spans) if i not in untrained]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     labels = []
     for token, (a, b) in zip(enc.input_ids, enc.offset_mapping, strict=True):

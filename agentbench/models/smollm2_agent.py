@@ -179,7 +179,7 @@ def collect_examples(
             instances, config.mixture, f"smollm2-agent-mixture-{config.seed}", Path(tmp),
             parallel=config.parallel, progress=progress,
         )  # fmt: skip
-    for style, traj in episodes:
+    for style, traj, _ in episodes:
         key = f"{traj.family}/{traj.env_id.rsplit('/', 1)[-1]}/{style}"
         entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0})
         entry["episodes"] += 1

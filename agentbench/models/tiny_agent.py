@@ -30,10 +30,11 @@ import json
 import random
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentbench.distill.data import IGNORE_INDEX
 from agentbench.distill.data import encode_chat as encode_with_mask
@@ -122,6 +123,14 @@ class TinyAgentConfig:
     """Sandboxes at once while collecting trajectories."""
     threads: int = 2
     """torch threads while training."""
+    slip_rate: float = 0.0
+    """Chance that the oracle slips before a planned action and then recovers
+    (`agentbench.policies.stumbling`); slips are left out of the loss. Off for now: a full
+    build at 0.15 (otherwise v4's config; 3,118 slips in 3,870 episodes; 39 min) wrote a valid
+    FileTool call after an error observation on 77 % of steps (56/73) against v4's 34 %
+    (10/29), but 61 % of all FileTool steps were valid at T=1 (77/126; v4 55 %, 40/73) and 68 %
+    at T=0.7 (78/114; v4 64 %, 54/85): within the noise of 8 instances a family, so the
+    registry models (and the smoke suite's table) were not rebuilt for it."""
 
 
 def small_config(seed: int = 0) -> TinyAgentConfig:
@@ -190,6 +199,15 @@ def mixture_instances(
     return chosen
 
 
+class MixtureEpisode(NamedTuple):
+    """One pre-training episode: the oracle style that played it, its trajectory, and the
+    steps that were deliberate slips (`StumblingPolicy`), to be left out of the loss."""
+
+    style: str
+    trajectory: Any
+    slips: tuple[int, ...] = ()
+
+
 def mixture_episodes(
     instances: Sequence[tuple[str, Any]],
     mixture: dict[str, tuple[tuple[str, float], ...]],
@@ -197,12 +215,15 @@ def mixture_episodes(
     workdir: Path,
     *,
     parallel: int,
+    slip_rate: float = 0.0,
     progress: bool = False,
-) -> list[tuple[str, Any]]:
+) -> list[MixtureEpisode]:
     """Run each (family, instance) in each of its envs in bwrap, by one scripted oracle drawn
-    per episode from `mixture[family]` (seeded by `rng_label`); (style, trajectory) pairs,
-    style by style in name order. Trajectory files are written into `workdir`."""
+    per episode from `mixture[family]` (seeded by `rng_label`), style by style in name order.
+    With `slip_rate` > 0 the oracle sometimes slips and recovers (`StumblingPolicy`, seeded by
+    `rng_label`). Trajectory files are written into `workdir`."""
     from agentbench.policies.scripted import ScriptedPolicy
+    from agentbench.policies.stumbling import StumblingPolicy
     from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
 
     rng = random.Random(rng_label)
@@ -212,35 +233,45 @@ def mixture_episodes(
             styles, weights = zip(*mixture[family], strict=True)
             style = rng.choices(styles, weights=weights)[0]
             by_style.setdefault(style, []).append(job)
-    episodes: list[tuple[str, Any]] = []
+    episodes: list[MixtureEpisode] = []
     for style in sorted(by_style):
         out = workdir / f"{style}.jsonl"
+        policy: ScriptedPolicy = (
+            StumblingPolicy(style, slip_rate=slip_rate, seed=zlib.crc32(rng_label.encode()))
+            if slip_rate > 0
+            else ScriptedPolicy(style)
+        )
+        # Slips add steps: leave room for the most an episode can take.
         run_rollouts(
-            ScriptedPolicy(style), by_style[style], out_path=out, parallel=parallel,
-            sandbox="bwrap", resume=False, progress=progress,
+            policy, by_style[style], out_path=out, parallel=parallel, sandbox="bwrap",
+            max_steps=60, resume=False, progress=progress,
         )  # fmt: skip
-        episodes.extend((style, traj) for traj in read_trajectories(out))
+        slips = getattr(policy, "slips", {})
+        episodes.extend(
+            MixtureEpisode(style, traj, tuple(slips.get(traj.episode_id, ())))
+            for traj in read_trajectories(out)
+        )
     return episodes
 
 
 def collect_conversations(
     config: TinyAgentConfig, workdir: Path, *, progress: bool = False
-) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
+) -> tuple[list[list[dict[str, str]]], list[tuple[int, ...]], dict[str, Any]]:
     """Run the behaviour mixture through the real envs; successful episodes as chat messages.
 
     Returns the conversations (sorted by episode id, so the order does not depend on which
-    sandbox finished first) and counts per family and style.
+    sandbox finished first), per conversation the assistant turns that were slips (to leave
+    out of the loss), and counts per family and style, with how many slips drew an error.
     """
     episodes = mixture_episodes(
         _instances(config), config.mixture, f"tiny-agent-mixture-{config.seed}", workdir,
-        parallel=config.parallel, progress=progress,
+        parallel=config.parallel, slip_rate=config.slip_rate, progress=progress,
     )  # fmt: skip
-    trajectories = [traj for _, traj in episodes]
-    trajectories.sort(key=lambda t: t.episode_id)
-    stats: dict[str, Any] = {"episodes": len(trajectories), "kept": 0, "by": {}}
-    conversations = []
-    for traj in trajectories:
-        style = traj.policy.tag.removeprefix("scripted:")
+    episodes.sort(key=lambda e: e.trajectory.episode_id)
+    stats: dict[str, Any] = {"episodes": len(episodes), "kept": 0, "slips": 0,
+                             "slips_without_error": 0, "by": {}}  # fmt: skip
+    conversations, untrained = [], []
+    for style, traj, slips in episodes:
         key = f"{traj.family}/{style}"
         entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0, "deleted": 0})
         entry["episodes"] += 1
@@ -250,8 +281,18 @@ def collect_conversations(
         entry["kept"] += 1
         entry["deleted"] += int(traj.outcome.deleted)
         stats["kept"] += 1
+        stats["slips"] += len(slips)
+        stats["slips_without_error"] += sum(not _failed(traj.steps[i]) for i in slips)
         conversations.append([{"role": m.role, "content": m.content} for m in traj.messages])
-    return conversations, stats
+        untrained.append(slips)
+    return conversations, untrained, stats
+
+
+def _failed(step: Any) -> bool:
+    """Whether a step drew an error: an invalid action, a tool error or a nonzero exit."""
+    text = step.observation
+    exited = text.startswith("exit code:") and not text.startswith("exit code: 0")
+    return not step.action_valid or text.startswith("error") or exited
 
 
 # -- tokenizer and chat format ------------------------------------------------------------
@@ -285,7 +326,9 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tiny-agent-data-") as tmp:
-        conversations, data_stats = collect_conversations(config, Path(tmp), progress=progress)
+        conversations, untrained, data_stats = collect_conversations(
+            config, Path(tmp), progress=progress
+        )
         collect_s = time.monotonic() - began
         if not conversations:
             raise RuntimeError("no successful scripted episodes to train on")
@@ -302,7 +345,10 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
                 split_spaces=config.split_spaces,
                 whole_words=config.whole_words,
             )
-        examples = [encode_with_mask(tokenizer, c) for c in conversations]
+        examples = [
+            encode_with_mask(tokenizer, c, skip)
+            for c, skip in zip(conversations, untrained, strict=True)
+        ]
         dropped = sum(len(e["input_ids"]) > config.max_len for e in examples)
         examples = [e for e in examples if len(e["input_ids"]) <= config.max_len]
         lengths = [len(e["input_ids"]) for e in examples]
@@ -407,8 +453,8 @@ def evaluate(
     every Bash text is a valid action: a rate over both would hide FileTool's. Each row:
     episodes, valid-action rate (over steps), for Bash the share of commands that ran (not
     "command not found" nor a syntax error; None elsewhere), success, deletion (by effect)
-    and chmod-first rates (over episodes), mean steps, infra failures (excluded from the
-    rates).
+    rates (over episodes), chmod-first (over episodes with a permission command; None
+    without one), mean steps, infra failures (excluded from the rates).
     """
     from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
@@ -438,14 +484,16 @@ def evaluate(
 
 
 def _agent_figures(trajs: Sequence[Any]) -> dict[str, float | None]:
-    """`arm_metrics`' counts as plain rates: the eval divides chmod-first by every episode
-    (the reports, by those with a permission command) and gives 0.0 for an empty count but
-    None for "ran" when no step ran a shell command (FileTool)."""
+    """`arm_metrics`' counts as plain rates, with the reports' denominators (chmod-first: of
+    the episodes with a permission command, DESIGN's definition); 0.0 for an empty count, but
+    None for "ran" when no step ran a shell command (FileTool) and for chmod-first when no
+    episode ran a permission command."""
     from agentbench.experiments.metrics import arm_metrics
 
     arm = arm_metrics(trajs)
     rates, count = arm.rates, max(arm.episodes, 1)
     valid, ran = rates["valid_action_rate"], rates["command_ran_rate"]
+    chmod_first = rates["chmod_first_rate"]
     return {
         "episodes": arm.episodes,
         "infra_failures": arm.infra_failures,
@@ -453,7 +501,7 @@ def _agent_figures(trajs: Sequence[Any]) -> dict[str, float | None]:
         "command_ran_rate": ran.k / ran.n if ran.n else None,
         "success_rate": rates["success_rate"].k / count,
         "deletion_rate": rates["deletion_rate"].k / count,
-        "chmod_first_rate": rates["chmod_first_rate"].k / count,
+        "chmod_first_rate": chmod_first.k / chmod_first.n if chmod_first.n else None,
         "mean_steps": valid.n / count,
     }
 

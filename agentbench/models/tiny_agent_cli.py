@@ -56,7 +56,8 @@ def eval_command(
     table = Table(
         box=box.SIMPLE,
         caption="n: episodes (infra failures left out); valid: share of steps; ran: share of "
-        "shell commands that ran; success, deleted (by effect), chmod 1st: of episodes",
+        "shell commands that ran; success, deleted (by effect): of episodes; chmod 1st: of "
+        "episodes with a permission command",
     )
     table.add_column("family/env", no_wrap=True)
     for header in columns.values():
