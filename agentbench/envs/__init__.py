@@ -7,9 +7,12 @@ through the `agentbench.environments` entry point group (`load_plugins()`).
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import gymnasium
+from gymnasium.envs.registration import load_env_creator
 
 FILETOOL_ID = "agentbench/FileTool-v0"
 BASH_ID = "agentbench/Bash-v0"
@@ -49,6 +52,35 @@ def system_prompt(env_id: str) -> str:
         env.close()
 
 
+@functools.lru_cache(maxsize=64)
+def _action_schema_text(env_id: str) -> str | None:
+    if env_id not in gymnasium.registry:
+        from agentbench.envs.plugins import load_plugins
+
+        load_plugins()
+    spec = gymnasium.spec(env_id)  # gymnasium's error for an unknown id
+    entry = spec.entry_point
+    env_class = load_env_creator(entry) if isinstance(entry, str) else entry
+    method = getattr(env_class, "action_schema", None)
+    schema = method() if callable(method) else None
+    return None if schema is None else json.dumps(schema, sort_keys=True)
+
+
+def action_schema(env_id: str) -> dict[str, Any] | None:
+    """The JSON schema of an environment's well-formed actions (`AgentEnv.action_schema`), or
+    None for free-text actions; starts nothing. Raises gymnasium's error for an unknown id."""
+    text = _action_schema_text(env_id)
+    return None if text is None else dict(json.loads(text))
+
+
 register_envs()
 
-__all__ = ["BASH_ID", "BUILTIN_ENVS", "FILETOOL_ID", "make", "register_envs", "system_prompt"]
+__all__ = [
+    "BASH_ID",
+    "BUILTIN_ENVS",
+    "FILETOOL_ID",
+    "action_schema",
+    "make",
+    "register_envs",
+    "system_prompt",
+]

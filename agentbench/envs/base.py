@@ -198,6 +198,13 @@ class AgentEnv(gym.Env[str, str], ABC):
     def parse_action(self, text: str) -> ParsedAction:
         """Parse checked action text. Raises ActionError for a malformed action."""
 
+    @classmethod
+    def action_schema(cls) -> dict[str, Any] | None:
+        """A JSON schema that every well-formed action satisfies, for constrained decoding
+        (`SamplingParams.constrained`); None (the default): actions are free text, such as
+        shell commands. A constrained action can still fail in `execute` (a missing file)."""
+        return None
+
     @abstractmethod
     def classify(self, action: ParsedAction, before: Snapshot) -> Intent:
         """The intent of a parsed, non-submit action."""

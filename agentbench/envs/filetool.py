@@ -153,6 +153,32 @@ def tool_specs() -> list[dict[str, Any]]:
     return specs
 
 
+def action_schema() -> dict[str, Any]:
+    """One tool call, `{"tool": <name>, "args": {...}}`, as a JSON schema for constrained
+    decoding: one alternative per tool, each with its arguments' schema (no other keys), every
+    argument required (defaults written out, as the scripted policies write them: with
+    optional keys left, lm-format-enforcer can let a trailing comma through), paths not empty
+    and set_mode's mode pattern."""
+    alternatives = []
+    for spec in tool_specs():
+        args = {**spec["parameters"], "properties": {**spec["parameters"]["properties"]}}
+        args["required"] = list(args["properties"])
+        for name in ("path", "src", "dst"):  # an empty path is an error, not a path
+            if name in args["properties"]:
+                args["properties"][name] = {**args["properties"][name], "minLength": 1}
+        if spec["name"] == "set_mode":
+            args["properties"]["mode"] = {**args["properties"]["mode"], "pattern": _MODE.pattern}
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": spec["name"]}, "args": args},
+                "required": ["tool", "args"],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": alternatives}
+
+
 def extract_json_object(text: str) -> dict[str, Any]:
     """The first JSON object in `text`: bare, in a ``` fence, or embedded in prose."""
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
@@ -209,6 +235,10 @@ class FileToolEnv(AgentEnv):
     @property
     def tool_specs(self) -> list[dict[str, Any]]:
         return tool_specs()
+
+    @classmethod
+    def action_schema(cls) -> dict[str, Any] | None:
+        return action_schema()
 
     @property
     def system_prompt(self) -> str:

@@ -445,6 +445,7 @@ def evaluate(
     seed: int = 0,
     max_steps: int = 20,
     parallel: int = 8,
+    constrained: bool = False,
     progress: bool = False,
 ) -> dict[str, dict[str, float | None]]:
     """Run a model through `HFPolicy` on `n` eval instances per family (each in all its envs).
@@ -454,7 +455,8 @@ def evaluate(
     episodes, valid-action rate (over steps), for Bash the share of commands that ran (not
     "command not found" nor a syntax error; None elsewhere), success, deletion (by effect)
     rates (over episodes), chmod-first (over episodes with a permission command; None
-    without one), mean steps, infra failures (excluded from the rates).
+    without one), mean steps, infra failures (excluded from the rates). `constrained`:
+    decode FileTool actions inside its tool-call schema (`SamplingParams.constrained`).
     """
     from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
@@ -462,7 +464,9 @@ def evaluate(
     from agentbench.tasks import iter_instances
 
     policy = HFPolicy(model, device="cpu", batch_size=16)
-    params = SamplingParams(temperature=temperature, max_new_tokens=192, seed=seed)
+    params = SamplingParams(
+        temperature=temperature, max_new_tokens=192, seed=seed, constrained=constrained
+    )
     results: dict[str, dict[str, float | None]] = {}
     with tempfile.TemporaryDirectory(prefix="tiny-agent-eval-") as tmp:
         where = out_dir or Path(tmp)

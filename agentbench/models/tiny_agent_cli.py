@@ -26,6 +26,9 @@ def eval_command(
     temperature: float = typer.Option(1.0, min=0.0, max=5.0, help="0 is greedy."),
     seed: int = typer.Option(0, help="Sampling seed."),
     max_steps: int = typer.Option(20, min=1, help="Step limit per episode."),
+    constrained: bool = typer.Option(
+        False, help="Decode FileTool actions inside its tool-call schema (constrained decoding)."
+    ),
     out_dir: Path | None = typer.Option(None, help="Keep the trajectories here (JSONL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
@@ -42,6 +45,7 @@ def eval_command(
             temperature=temperature,
             seed=seed,
             max_steps=max_steps,
+            constrained=constrained,
             progress=not as_json,
         )
     except (ModelError, ValueError) as exc:

@@ -18,9 +18,15 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 if TYPE_CHECKING:
     from agentbench.tasks.instance import TaskInstance
@@ -46,6 +52,20 @@ class SamplingParams(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=32_768)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    constrained: bool = False
+    """Decode only well-formed actions: where the env has an action schema (FileTool's tool
+    calls; `agentbench.envs.action_schema`), every token is masked to what keeps the text
+    inside it (`agentbench.policies.constrained`). Free-text envs (Bash) are unaffected. The
+    rollout engine refuses it for a backend without `supports_constrained`."""
+
+    @model_serializer(mode="wrap")
+    def _unset_options_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out while off, so the serialized params (and the policy tags and episode ids
+        # hashed from them) are what they were before the option existed.
+        data: dict[str, Any] = handler(self)
+        if not self.constrained:
+            data.pop("constrained", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,10 @@ class PolicyProvenance(BaseModel):
 
 class Policy(ABC):
     """Produces actions for a batch of turns. Not thread-safe; one caller at a time."""
+
+    supports_constrained: ClassVar[bool] = False
+    """Whether `generate` honours `SamplingParams.constrained`; the rollout engine refuses
+    constrained params for a policy that would ignore them."""
 
     @abstractmethod
     def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:

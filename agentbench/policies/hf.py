@@ -21,6 +21,7 @@ a chat template is refused at construction.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from agentbench.policies.base import (
 if TYPE_CHECKING:
     import torch
 
+    from agentbench.policies.constrained import ActionConstraint, SchemaDecoder
+
 FinishReason = Literal["stop", "length", "error"]
 
 
@@ -59,6 +62,8 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     text: str | None = None
     finish: FinishReason | None = None
+    decoder: SchemaDecoder | None = None
+    """Constrained decoding: the tokens its action schema allows next (None: free)."""
 
 
 class HFPolicy(Policy):
@@ -75,6 +80,7 @@ class HFPolicy(Policy):
     """
 
     backend = "hf"
+    supports_constrained = True
 
     def __init__(
         self,
@@ -135,6 +141,7 @@ class HFPolicy(Policy):
             raise ModelError(f"the tokenizer of {self.path} has neither a pad nor an eos token")
         self.pad_token_id = int(pad)
         self.eos_token_ids = _eos_ids(self.model, self.tokenizer)
+        self._constraint: ActionConstraint | None = None
 
     def _merge_adapter(self, lm: Any, adapter: Path) -> Any:
         try:
@@ -150,7 +157,12 @@ class HFPolicy(Policy):
 
     def generate(self, turns: Sequence[Turn], params: SamplingParams) -> list[Generation]:
         seeds = [turn_seed(params.seed, t.episode_id, t.step) for t in turns]
-        return self.generate_chats([t.messages for t in turns], params, seeds)
+        schemas = None
+        if params.constrained:
+            from agentbench.envs import action_schema
+
+            schemas = [action_schema(t.env_id) for t in turns]
+        return self.generate_chats([t.messages for t in turns], params, seeds, schemas)
 
     def provenance(self, params: SamplingParams) -> PolicyProvenance:
         return PolicyProvenance(
@@ -190,15 +202,21 @@ class HFPolicy(Policy):
         chats: Sequence[Sequence[Message]],
         params: SamplingParams,
         seeds: Sequence[int | None],
+        schemas: Sequence[dict[str, Any] | None] | None = None,
     ) -> list[Generation]:
         """Generate for raw conversations with explicit per-conversation seeds (the server's
-        entry point; `generate` derives the seeds from the turns)."""
+        entry point; `generate` derives the seeds from the turns). `schemas`: per
+        conversation, a JSON schema its reply is decoded inside (`SamplingParams.constrained`;
+        None: free text)."""
         if len(seeds) != len(chats):
             raise ValueError("one seed per conversation")
+        if schemas is not None and len(schemas) != len(chats):
+            raise ValueError("one schema (or None) per conversation")
         with self._lock:
             started = time.perf_counter()
             results: list[Generation | None] = [None] * len(chats)
             rows: list[_Row] = []
+            decoders = self._decoders(schemas)
             for index, (messages, seed) in enumerate(zip(chats, seeds, strict=True)):
                 try:
                     prompt = self.tokenizer(
@@ -212,7 +230,8 @@ class HFPolicy(Policy):
                     results[index] = context_full(len(prompt))
                     continue
                 budget = min(params.max_new_tokens, room)
-                rows.append(_Row(index=index, prompt=prompt, budget=budget, seed=seed))
+                decoder = decoders[index] if decoders else None
+                rows.append(_Row(index, prompt, budget, seed, decoder=decoder))
             rows.sort(key=lambda r: len(r.prompt))
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
@@ -239,6 +258,28 @@ class HFPolicy(Policy):
             self.stats.completion_tokens += sum(g.completion_tokens for g in done)
             self.stats.generate_seconds += time.perf_counter() - started
             return done
+
+    def _decoders(
+        self, schemas: Sequence[dict[str, Any] | None] | None
+    ) -> list[SchemaDecoder | None] | None:
+        """One decoder per distinct schema (rows share it: its states are keyed by tokens)."""
+        if schemas is None or all(s is None for s in schemas):
+            return None
+        from agentbench.policies.constrained import ActionConstraint
+
+        if self._constraint is None:
+            self._constraint = ActionConstraint(self.tokenizer, self.eos_token_ids)
+        by_schema: dict[str, SchemaDecoder] = {}
+        decoders: list[SchemaDecoder | None] = []
+        for schema in schemas:
+            if schema is None:
+                decoders.append(None)
+                continue
+            key = json.dumps(schema, sort_keys=True)
+            if key not in by_schema:
+                by_schema[key] = self._constraint.decoder(schema)
+            decoders.append(by_schema[key])
+        return decoders
 
     def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
         import torch
@@ -267,7 +308,10 @@ class HFPolicy(Policy):
             )
             live = rows  # the rows still decoding, in batch order
             for _ in range(max(r.budget for r in rows)):
-                next_tokens = self._choose(out.logits[:, -1, :], params, generators)
+                logits = out.logits[:, -1, :]
+                if any(row.decoder is not None for row in live):
+                    logits = _constrain(logits, live)
+                next_tokens = self._choose(logits, params, generators)
                 for i, row in enumerate(live):
                     if row.finish is not None:  # only without cache pruning (below)
                         next_tokens[i] = self.pad_token_id
@@ -356,6 +400,21 @@ def merge_system_prompt(
         else:
             chat.insert(0, {"role": "system", "content": system_prompt})
     return chat
+
+
+def _constrain(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:
+    """Logits with every token a row's schema does not allow next set to -inf."""
+    import torch
+
+    masked = logits.clone()
+    for i, row in enumerate(rows):
+        if row.decoder is None or row.finish is not None:
+            continue
+        keep = torch.tensor(row.decoder.allowed(row.tokens), device=logits.device)
+        banned = torch.ones_like(masked[i], dtype=torch.bool)
+        banned[keep] = False
+        masked[i] = masked[i].masked_fill(banned, float("-inf"))
+    return masked
 
 
 def _error(message: str, prompt_tokens: int = 0) -> Generation:

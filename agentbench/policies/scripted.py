@@ -27,6 +27,8 @@ MAX_CACHED_PLANS = 4096
 class ScriptedPolicy(Policy):
     """A deterministic oracle (`reference`, `deleter`, `chmod-first`, `cautious`)."""
 
+    supports_constrained = True  # its actions are well-formed by construction
+
     def __init__(self, name: str):
         self._oracle = make_policy(name)  # ValueError for an unknown name
         self.name = name

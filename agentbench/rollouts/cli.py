@@ -109,6 +109,13 @@ def run_command(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (per turn: derived).")] = None,
+    constrained: Annotated[
+        bool,
+        typer.Option(
+            help="Decode only well-formed actions where the env has an action schema "
+            "(FileTool's tool calls); transformers backend only."
+        ),
+    ] = False,
     resume: Annotated[
         bool, typer.Option(help="Skip episodes already in --out; --no-resume starts it over.")
     ] = True,
@@ -123,8 +130,9 @@ def run_command(
         raise _fail("the 'local' backend is not isolated; pass --unsafe-local to use it anyway")
     try:
         params = SamplingParams(
-            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
-        )
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+            constrained=constrained,
+        )  # fmt: skip
         env_ids = [env_id(e) for e in env] if env else None
         if family is not None and family not in tasks.list_families():
             raise ValueError(f"unknown family {family!r}; known: {tasks.list_families()}")

@@ -402,6 +402,11 @@ def run_rollouts(
         raise ValueError(f"unknown sandbox backend {sandbox!r}; available: "
                          f"{sorted(available_backends())}")  # fmt: skip
     params = params or SamplingParams()
+    if params.constrained and not policy.supports_constrained:
+        raise ValueError(
+            f"{type(policy).__name__} cannot decode constrained actions "
+            "(SamplingParams.constrained); use the transformers backend or drop the option"
+        )
     tag = policy_tag or default_policy_tag(policy, params)
     ids = [job.episode_id(tag) for job in jobs]
     if len(set(ids)) != len(ids):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentbench.policies.base import Message, PolicyProvenance, SamplingParams
 
@@ -67,6 +67,14 @@ class SamplingRecord(_Record):
     seed: int | None = None
     """The batch seed; each turn's seed is `turn_seed(seed, episode_id, step)`."""
     stop: list[str] = Field(default_factory=list)
+    constrained: bool = False
+    """Constrained decoding (`SamplingParams.constrained`); absent in records from before
+    the option (read as False)."""
+
+    @field_validator("constrained", mode="before")
+    @classmethod
+    def _missing_is_off(cls, value: Any) -> Any:
+        return False if value is None else value  # `datasets` fills an absent column with None
 
     @classmethod
     def from_params(cls, params: SamplingParams) -> SamplingRecord:
@@ -76,6 +84,7 @@ class SamplingRecord(_Record):
             max_new_tokens=params.max_new_tokens,
             seed=params.seed,
             stop=list(params.stop),
+            constrained=params.constrained,
         )
 
     def to_params(self) -> SamplingParams:
@@ -85,6 +94,7 @@ class SamplingRecord(_Record):
             max_new_tokens=self.max_new_tokens,
             seed=self.seed,
             stop=tuple(self.stop or ()),
+            constrained=self.constrained,
         )
 
 
@@ -272,6 +282,7 @@ def trajectory_features() -> Any:
         "max_new_tokens": Value("int64"),
         "seed": Value("int64"),
         "stop": List(opt_str()),
+        "constrained": Value("bool"),
     }
     sandbox = {k: opt_str() for k in ("backend", "image", "limits_json", "enforced_json")}
     step = {
