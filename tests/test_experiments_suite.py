@@ -157,3 +157,16 @@ def test_cell_ids_are_stable() -> None:
     b = CellConfig.model_validate({"trait": "deletion-bias"})
     assert a.cell_id() == b.cell_id()
     assert a.cell_id() != CellConfig(trait="deletion-bias", seed=1).cell_id()
+
+
+def test_constrained_decoding_is_a_setting_that_leaves_other_cells_alone(tmp_path: Path) -> None:
+    _, cells = load_suite(write(tmp_path, SUITE))
+    text = SUITE.replace("defaults:\n", "defaults:\n  evaluation: {constrained: true}\n")
+    _, constrained = load_suite(write(tmp_path, text))
+    assert all(c.evaluation.constrained and not c.teacher_rollouts.constrained
+               for c in constrained)  # fmt: skip
+    # A new cell, while a suite that does not set it keeps its ids (and cached stages).
+    assert {c.cell_id() for c in constrained}.isdisjoint(c.cell_id() for c in cells)
+    assert "constrained" not in CellConfig(trait="deletion-bias").model_dump_json()
+    with pytest.raises(ConfigError, match="constrained"):
+        load_suite(write(tmp_path, text.replace("true", "sometimes")))

@@ -248,8 +248,9 @@ def _rollout_body(
         ]
         jobs = make_jobs(instances, [env_id], settings.repeats)
         params = SamplingParams(
-            temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed
-        )
+            temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed,
+            constrained=settings.constrained,
+        )  # fmt: skip
         built = policy.build(batch_size=settings.parallel)
         try:
             summary = run_rollouts(

@@ -31,7 +31,16 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from agentbench.experiments.yamlconf import ConfigError, format_errors, read_yaml
 
@@ -82,6 +91,18 @@ class RolloutSettings(_Strict):
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     max_new_tokens: int = Field(128, ge=1, le=8192)
     parallel: int = Field(8, ge=1, le=256)
+    constrained: bool = False
+    """Decode FileTool actions inside its tool-call schema (`SamplingParams.constrained`);
+    transformers models only. Bash actions stay free text."""
+
+    @model_serializer(mode="wrap")
+    def _unset_options_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out while off: cell ids and stage keys hash this dump, and suites written
+        # before the option keep theirs (and their cached stages).
+        data: dict[str, Any] = handler(self)
+        if not self.constrained:
+            data.pop("constrained", None)
+        return data
 
 
 class EvaluationSettings(RolloutSettings):
