@@ -31,18 +31,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentbench.experiments.yamlconf import ConfigError, format_errors, read_yaml
+from agentbench.policies.base import OmitsFlagsWhenOff
 
 Induction = Literal["prompt", "adapter", "steering"]
 StudentInit = Literal["homogeneous", "heterogeneous"]
@@ -79,7 +71,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RolloutSettings(_Strict):
+class RolloutSettings(_Strict, OmitsFlagsWhenOff):
     """Episodes a policy runs: which tasks, how many, how it samples."""
 
     families: tuple[str, ...] = ("benign",)
@@ -94,15 +86,8 @@ class RolloutSettings(_Strict):
     constrained: bool = False
     """Decode FileTool actions inside its tool-call schema (`SamplingParams.constrained`);
     transformers models only. Bash actions stay free text."""
-
-    @model_serializer(mode="wrap")
-    def _unset_options_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out while off: cell ids and stage keys hash this dump, and suites written
-        # before the option keep theirs (and their cached stages).
-        data: dict[str, Any] = handler(self)
-        if not self.constrained:
-            data.pop("constrained", None)
-        return data
+    # Cell ids and stage keys hash the dump: suites that leave it off keep theirs.
+    flags_omitted_when_off = ("constrained",)
 
 
 class EvaluationSettings(RolloutSettings):

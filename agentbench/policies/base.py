@@ -41,7 +41,23 @@ class Message(BaseModel):
     content: str
 
 
-class SamplingParams(BaseModel):
+class OmitsFlagsWhenOff(BaseModel):
+    """A model whose boolean options named in `flags_omitted_when_off` are left out of its
+    serialized form while False: options added later then leave the dumps (and the ids and
+    cache keys hashed from them) of everything that does not use them as they were."""
+
+    flags_omitted_when_off: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_flags_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.flags_omitted_when_off:
+            if getattr(self, name) is False:
+                data.pop(name, None)
+        return data
+
+
+class SamplingParams(OmitsFlagsWhenOff):
     """How to sample. `seed` makes a batch reproducible; per-turn seeds derive from it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,20 +68,13 @@ class SamplingParams(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=32_768)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    flags_omitted_when_off = ("constrained",)  # policy tags and episode ids hash the dump
+
     constrained: bool = False
     """Decode only well-formed actions: where the env has an action schema (FileTool's tool
     calls; `agentbench.envs.action_schema`), every token is masked to what keeps the text
     inside it (`agentbench.policies.constrained`). Free-text envs (Bash) are unaffected. The
     rollout engine refuses it for a backend without `supports_constrained`."""
-
-    @model_serializer(mode="wrap")
-    def _unset_options_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out while off, so the serialized params (and the policy tags and episode ids
-        # hashed from them) are what they were before the option existed.
-        data: dict[str, Any] = handler(self)
-        if not self.constrained:
-            data.pop("constrained", None)
-        return data
 
 
 @dataclass(frozen=True)
