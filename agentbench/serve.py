@@ -20,6 +20,7 @@ Needs the `serve` extra (FastAPI, uvicorn).
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -81,6 +82,25 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     tools: list[Any] | None = None
     logprobs: bool | None = None
+    response_format: dict[str, Any] | None = None
+    """OpenAI's structured outputs: `{"type": "json_schema", "json_schema": {"schema": ...}}`
+    decodes the reply inside that schema (`agentbench.policies.constrained`), `json_object`
+    inside any JSON object, `text` (or none) freely."""
+
+    def reply_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the reply is decoded inside; None for free text. Raises ValueError
+        for a response_format it cannot honour."""
+        fmt = self.response_format
+        if fmt is None or fmt.get("type") == "text":
+            return None
+        if fmt.get("type") == "json_object":
+            return {"type": "object"}
+        if fmt.get("type") == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            if not isinstance(schema, dict):
+                raise ValueError("response_format.json_schema.schema must be a JSON object")
+            return schema
+        raise ValueError(f"unsupported response_format type {fmt.get('type')!r}")
 
     def sampling(self, default_max_tokens: int) -> SamplingParams:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -106,6 +126,7 @@ class _APIError(Exception):
 class _Job:
     messages: list[Message]
     params: SamplingParams
+    schema: dict[str, Any] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     result: Generation | None = None
 
@@ -123,8 +144,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="agentbench-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, messages: list[Message], params: SamplingParams) -> Generation:
-        job = _Job(messages, params)
+    def submit(
+        self, messages: list[Message], params: SamplingParams, schema: dict[str, Any] | None = None
+    ) -> Generation:
+        """Generate one reply, batched with concurrent requests; inside `schema` if given."""
+        job = _Job(messages, params, schema)
         self._queue.put(job)
         job.done.wait()
         assert job.result is not None
@@ -147,12 +171,13 @@ class Batcher:
                     closing = True
                     break
                 jobs.append(job)
-            # Seeds are per row, so requests differing only in their seed share a batch.
-            groups: dict[SamplingParams, list[_Job]] = {}
+            # Seeds and schemas are per row, so requests differing only in them share a
+            # batch; a schema the parser rejects fails only the requests that sent it.
+            groups: dict[tuple[SamplingParams, str], list[_Job]] = {}
             for job in jobs:
                 key = job.params.model_copy(update={"seed": None})
-                groups.setdefault(key, []).append(job)
-            for params, group in groups.items():
+                groups.setdefault((key, json.dumps(job.schema, sort_keys=True)), []).append(job)
+            for (params, _), group in groups.items():
                 self._run(params, group)
             if closing:
                 return
@@ -161,8 +186,9 @@ class Batcher:
         self.batch_sizes.append(len(group))
         try:
             results = self.policy.generate_chats(
-                [j.messages for j in group], params, [j.params.seed for j in group]
-            )
+                [j.messages for j in group], params, [j.params.seed for j in group],
+                [j.schema for j in group] if any(j.schema for j in group) else None,
+            )  # fmt: skip
         except Exception as exc:  # never leave a request waiting forever
             results = [
                 Generation(text="", finish_reason="error", error=f"generation failed: {exc}")
@@ -256,8 +282,12 @@ def create_app(
             params = request.sampling(default_max_tokens)
         except ValidationError as exc:
             raise _APIError(400, f"invalid sampling parameters: {exc}") from None
+        try:
+            schema = request.reply_schema()
+        except ValueError as exc:
+            raise _APIError(400, str(exc)) from None
         messages = [m.to_message() for m in request.messages]
-        generation = batcher.submit(messages, params)
+        generation = batcher.submit(messages, params, schema)
         if generation.finish_reason == "context":  # OpenAI's code for it, which clients read
             raise _APIError(
                 400,

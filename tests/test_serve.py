@@ -302,3 +302,34 @@ def test_batcher_groups_queued_requests(local: HFPolicy) -> None:
     assert results[4].text == direct[0].text
     seeded = local.generate_chats([t.messages for t in TURNS], sampled, [5, 6])
     assert [results[2].text, results[3].text] == [g.text for g in seeded]
+
+
+def test_constrained_turns_go_over_http_as_structured_outputs(
+    server_url: str, local: HFPolicy
+) -> None:
+    pytest.importorskip("lmformatenforcer")
+    short = (Message(role="user", content="Read a.txt"),)
+    turns = [
+        Turn("ep-c", "agentbench/FileTool-v0", 0, short),
+        Turn("ep-d", "agentbench/FileTool-v0", 1, short),
+        Turn("ep-e", "agentbench/Bash-v0", 0, short),  # free text: sent without a schema
+    ]
+    params = SamplingParams(temperature=1.0, max_new_tokens=60, seed=4, constrained=True)
+    remote = HTTPPolicy(server_url, "tiny")
+    try:
+        over_http = remote.generate(turns, params)
+    finally:
+        remote.close()
+    direct = local.generate(turns, params)
+    # The server decoded inside the schema the client sent, as the local policy does.
+    assert [g.text for g in over_http] == [g.text for g in direct]
+    assert all('"tool"' in g.text for g in direct[:2])  # tool calls, not free text
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    for fmt, status in [
+        ({"type": "json_schema", "json_schema": {"schema": "not an object"}}, 400),
+        ({"type": "grammar"}, 400),
+        ({"type": "text"}, 200),
+    ]:
+        reply = httpx.post(f"{server_url}/v1/chat/completions",
+                           json={**body, "response_format": fmt}, timeout=60)  # fmt: skip
+        assert reply.status_code == status, reply.text

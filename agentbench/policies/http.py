@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from agentbench.envs import action_schema
 from agentbench.policies.base import (
     CONTEXT_LENGTH_EXCEEDED,
     Generation,
@@ -52,6 +53,7 @@ class HTTPPolicy(Policy):
     """
 
     backend = "http"
+    supports_constrained = True  # as OpenAI structured outputs (response_format json_schema)
 
     def __init__(
         self,
@@ -107,6 +109,12 @@ class HTTPPolicy(Policy):
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
+        schema = action_schema(turn.env_id) if params.constrained else None
+        if schema is not None:  # vllm serve and `agentbench serve` both honour this
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "action", "schema": schema},
+            }
         try:
             response = self._client.post("/chat/completions", json=body)
         except httpx.ConnectError as exc:
