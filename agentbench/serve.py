@@ -99,6 +99,12 @@ class ChatCompletionRequest(BaseModel):
             schema = (fmt.get("json_schema") or {}).get("schema")
             if not isinstance(schema, dict):
                 raise ValueError("response_format.json_schema.schema must be a JSON object")
+            from lmformatenforcer import JsonSchemaParser
+
+            try:  # refused here, not halfway through a batch
+                JsonSchemaParser(schema)
+            except Exception as exc:
+                raise ValueError(f"unsupported JSON schema: {type(exc).__name__}: {exc}") from None
             return schema
         raise ValueError(f"unsupported response_format type {fmt.get('type')!r}")
 

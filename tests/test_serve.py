@@ -328,6 +328,7 @@ def test_constrained_turns_go_over_http_as_structured_outputs(
     for fmt, status in [
         ({"type": "json_schema", "json_schema": {"schema": "not an object"}}, 400),
         ({"type": "grammar"}, 400),
+        ({"type": "json_schema", "json_schema": {"schema": {"$ref": "#/nowhere"}}}, 400),
         ({"type": "text"}, 200),
     ]:
         reply = httpx.post(f"{server_url}/v1/chat/completions",
