@@ -12,6 +12,11 @@ other turns share its batch (up to floating-point differences that padding can c
 `seed=None` sampling uses torch's global generator and is not reproducible. Temperature 0 is
 greedy decoding.
 
+Constrained decoding (`SamplingParams.constrained`, or `schemas` for `generate_chats`): before
+each token is chosen, a row with a JSON schema (its env's `action_schema`) has every token
+the schema does not allow next masked out (`agentbench.policies.constrained`); other rows in
+the batch are untouched.
+
 Limits: a turn whose prompt leaves no room in `max_context` (default: the model's
 `max_position_embeddings`) gets finish_reason "context" (the episode ends there, scored);
 otherwise its new tokens are capped so
