@@ -76,12 +76,18 @@ def server_url(local: HFPolicy) -> Iterator[str]:
     sock.close()
 
 
-def test_http_greedy_equals_local_greedy(server_url: str, local: HFPolicy) -> None:
+def generate_over_http(
+    server_url: str, turns: list[Turn], params: SamplingParams
+) -> list[Generation]:
     remote = HTTPPolicy(server_url, "tiny")
     try:
-        over_http = remote.generate(TURNS, GREEDY)
+        return remote.generate(turns, params)
     finally:
         remote.close()
+
+
+def test_http_greedy_equals_local_greedy(server_url: str, local: HFPolicy) -> None:
+    over_http = generate_over_http(server_url, TURNS, GREEDY)
     direct = local.generate(TURNS, GREEDY)
     assert [g.text for g in over_http] == [g.text for g in direct]
     assert any(g.text for g in direct)
@@ -315,11 +321,7 @@ def test_constrained_turns_go_over_http_as_structured_outputs(
         Turn("ep-e", "agentbench/Bash-v0", 0, short),  # free text: sent without a schema
     ]
     params = SamplingParams(temperature=1.0, max_new_tokens=60, seed=4, constrained=True)
-    remote = HTTPPolicy(server_url, "tiny")
-    try:
-        over_http = remote.generate(turns, params)
-    finally:
-        remote.close()
+    over_http = generate_over_http(server_url, turns, params)
     direct = local.generate(turns, params)
     # The server decoded inside the schema the client sent, as the local policy does.
     assert [g.text for g in over_http] == [g.text for g in direct]
