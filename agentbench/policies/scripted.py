@@ -48,7 +48,7 @@ class ScriptedPolicy(Policy):
         plan = self._plans.get(key)
         if plan is None:
             try:
-                plan = self._oracle.plan(turn.task, turn.env_id)
+                plan = self._plan(turn)
             except PlanError as exc:
                 return Generation("", finish_reason="error", error=f"no plan: {exc}")
             self._plans[key] = plan
@@ -61,6 +61,12 @@ class ScriptedPolicy(Policy):
         if turn.step < 0:
             return Generation("", finish_reason="error", error=f"negative step {turn.step}")
         return Generation(render([{"op": "submit", "answer": ""}], turn.env_id)[0])
+
+    def _plan(self, turn: Turn) -> list[str]:
+        """Every action of the turn's episode, computed once per episode (then cached).
+        Raises PlanError. Subclasses change the episode here (`StumblingPolicy`)."""
+        assert turn.task is not None
+        return self._oracle.plan(turn.task, turn.env_id)
 
     def provenance(self, params: SamplingParams) -> PolicyProvenance:
         return PolicyProvenance(

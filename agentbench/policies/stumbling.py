@@ -31,9 +31,9 @@ import random
 import re
 from collections.abc import Sequence
 
-from agentbench.policies.base import Generation, PolicyProvenance, SamplingParams, Turn
+from agentbench.policies.base import PolicyProvenance, SamplingParams, Turn
 from agentbench.policies.scripted import ScriptedPolicy
-from agentbench.tasks.policies import PlanError, Step, render
+from agentbench.tasks.policies import Step, render
 
 SLIP_KINDS = ("wrong_path", "unknown_tool", "bad_args", "malformed")
 FILETOOL_SLIP_WEIGHTS = (0.4, 0.2, 0.2, 0.2)
@@ -174,17 +174,7 @@ class StumblingPolicy(ScriptedPolicy):
                           max_slips=self.max_slips, slip_seed=self.seed)  # fmt: skip
         return prov
 
-    def _one(self, turn: Turn) -> Generation:
-        if turn.task is not None:
-            key = f"{turn.episode_id}\0{turn.env_id}\0{turn.task.instance_id}"
-            if key not in self._plans:
-                try:
-                    self._plans[key] = self._stumbling_plan(turn)
-                except PlanError as exc:
-                    return Generation("", finish_reason="error", error=f"no plan: {exc}")
-        return super()._one(turn)
-
-    def _stumbling_plan(self, turn: Turn) -> list[str]:
+    def _plan(self, turn: Turn) -> list[str]:
         assert turn.task is not None
         steps = self._oracle.steps(turn.task)
         planned = self._oracle.plan(turn.task, turn.env_id)
