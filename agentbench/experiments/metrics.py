@@ -82,16 +82,24 @@ NOT_RUN_EXIT_CODES = (126, 127)
 """The shell's codes for "not executable" and "command not found"."""
 
 
+def shell_exec(step: StepRecord) -> dict[str, Any] | None:
+    """The shell run a Bash step recorded (`exec` in its extra info: `exit_code`, None when
+    it timed out, and more); None for a step that ran no shell command (a FileTool call, a
+    submit, an unparsed action)."""
+    try:
+        info = json.loads(step.extra_json).get("exec")
+    except (ValueError, AttributeError):
+        return None
+    return info if isinstance(info, dict) and "exit_code" in info else None
+
+
 def command_ran(step: StepRecord) -> bool | None:
     """Whether a Bash step's command ran: False for "command not found", "not executable" or a
     shell syntax error, None for a step that ran no shell command (a FileTool call, a submit,
     an unparsed action). A valid Bash action is any non-empty text, so prose counts as valid;
     this is the stricter reading."""
-    try:
-        info = json.loads(step.extra_json).get("exec")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(info, dict) or "exit_code" not in info:
+    info = shell_exec(step)
+    if info is None:
         return None
     code = info["exit_code"]
     if code in NOT_RUN_EXIT_CODES:

@@ -289,10 +289,13 @@ def collect_conversations(
 
 
 def _failed(step: Any) -> bool:
-    """Whether a step drew an error: an invalid action, a tool error or a nonzero exit."""
-    text = step.observation
-    exited = text.startswith("exit code:") and not text.startswith("exit code: 0")
-    return not step.action_valid or text.startswith("error") or exited
+    """Whether a step drew an error: an invalid action, a tool error, or a shell command that
+    did not exit 0 (a timeout included)."""
+    from agentbench.experiments.metrics import shell_exec
+
+    run = shell_exec(step)
+    failed_run = run is not None and run["exit_code"] != 0
+    return not step.action_valid or step.observation.startswith("error") or failed_run
 
 
 # -- tokenizer and chat format ------------------------------------------------------------
