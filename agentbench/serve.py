@@ -20,7 +20,6 @@ Needs the `serve` extra (FastAPI, uvicorn).
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -177,13 +176,13 @@ class Batcher:
                     closing = True
                     break
                 jobs.append(job)
-            # Seeds and schemas are per row, so requests differing only in them share a
-            # batch; a schema the parser rejects fails only the requests that sent it.
-            groups: dict[tuple[SamplingParams, str], list[_Job]] = {}
+            # Seeds and reply schemas are per row, so requests differing only in them share a
+            # batch (a schema the parser rejects was refused at the request).
+            groups: dict[SamplingParams, list[_Job]] = {}
             for job in jobs:
                 key = job.params.model_copy(update={"seed": None})
-                groups.setdefault((key, json.dumps(job.schema, sort_keys=True)), []).append(job)
-            for (params, _), group in groups.items():
+                groups.setdefault(key, []).append(job)
+            for params, group in groups.items():
                 self._run(params, group)
             if closing:
                 return
@@ -193,7 +192,7 @@ class Batcher:
         try:
             results = self.policy.generate_chats(
                 [j.messages for j in group], params, [j.params.seed for j in group],
-                [j.schema for j in group] if any(j.schema for j in group) else None,
+                [j.schema for j in group],
             )  # fmt: skip
         except Exception as exc:  # never leave a request waiting forever
             results = [

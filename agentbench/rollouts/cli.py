@@ -113,7 +113,7 @@ def run_command(
         bool,
         typer.Option(
             help="Decode only well-formed actions where the env has an action schema "
-            "(FileTool's tool calls); transformers backend only."
+            "(FileTool's tool calls); transformers and HTTP backends."
         ),
     ] = False,
     resume: Annotated[

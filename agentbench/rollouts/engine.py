@@ -405,7 +405,8 @@ def run_rollouts(
     if params.constrained and not policy.supports_constrained:
         raise ValueError(
             f"{type(policy).__name__} cannot decode constrained actions "
-            "(SamplingParams.constrained); use the transformers backend or drop the option"
+            "(SamplingParams.constrained); use the transformers or HTTP backend, or drop the "
+            "option"
         )
     tag = policy_tag or default_policy_tag(policy, params)
     ids = [job.episode_id(tag) for job in jobs]
