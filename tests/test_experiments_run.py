@@ -206,3 +206,33 @@ def test_teachers_train_adapter_cli(micro_models: tuple[Path, Path], tmp_path: P
     bad = CliRunner().invoke(app, ["teachers", "train-adapter", "--trait", "owls",
                                    "--model", str(base), "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad.exit_code == 1 and "owls" in bad.output
+
+
+@pytest.mark.bwrap
+def test_a_constrained_evaluation_stage_decodes_inside_the_schema(
+    micro_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from agentbench.envs import FILETOOL_ID
+    from agentbench.experiments.stages import TRAJECTORIES, PolicyRef, evaluate_stage
+    from agentbench.experiments.store import StageStore
+    from agentbench.experiments.suite import EvaluationSettings
+    from agentbench.rollouts import read_trajectories
+    from tests.test_constrained import well_formed
+
+    base, _ = micro_models
+    policy = PolicyRef(kind="hf", model=str(base), identity="micro-base")
+    store = StageStore(tmp_path)
+    keys = []
+    for constrained in (False, True):
+        settings = EvaluationSettings(
+            n=2, max_steps=2, max_new_tokens=64, parallel=2, constrained=constrained
+        )
+        stage = evaluate_stage(store, policy, settings, ("deletion-probe",), FILETOOL_ID, 0,
+                               log=lambda _: None)  # fmt: skip
+        keys.append(stage.key)
+        trajectories = read_trajectories(stage.path / TRAJECTORIES)
+        assert trajectories and all(t.sampling.constrained is constrained for t in trajectories)
+    assert keys[0] != keys[1]  # the option is part of the stage's key
+    # Well-formed calls (the schema's promise; a path may still leave the workspace).
+    ended = [s.action for t in trajectories for s in t.steps if s.finish_reason == "stop"]
+    assert ended and all(map(well_formed, ended)), ended
