@@ -68,6 +68,7 @@ def test_decoder_allows_a_call_and_nothing_beside_the_schema() -> None:
     assert blocked('{"', "args")  # "tool" comes first, as every prompt shows
     assert blocked('{"tool": "submit", "args": {"answer": "x"', ",")  # no trailing comma
     assert blocked('{"tool": "read_file", "args": {"path": "', '"')  # no empty path
+    assert blocked('{"tool": "search_files", "args": {"pattern": "', '"')  # nor pattern
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_engine_refuses_constrained_params_a_backend_would_ignore(tmp_path: Path
 
 
 @pytest.mark.bwrap
-def test_constrained_rollout_in_filetool_takes_only_valid_actions(
+def test_constrained_rollout_in_filetool_takes_only_well_formed_actions(
     policy: HFPolicy, tmp_path: Path
 ) -> None:
     from conftest import require_backend
@@ -133,7 +134,11 @@ def test_constrained_rollout_in_filetool_takes_only_valid_actions(
     assert all(t.sampling.constrained for t in trajectories)  # recorded
     ended = [s for t in trajectories for s in t.steps if s.finish_reason == "stop"]
     assert ended, "no step generated (the prompt outgrew the context?)"
-    assert all(s.action_valid for s in ended), [(s.action, s.observation) for s in ended]
+    # The schema promises the call's form. It cannot promise the paths: a random model's
+    # path can leave the workspace ("/x", "../x"), which the env refuses as invalid.
+    for step in ended:
+        assert well_formed(step.action), step.action
+        assert step.action_valid or "path" in step.observation, step.observation
 
 
 def test_the_option_leaves_older_records_and_ids_alone() -> None:

@@ -157,13 +157,13 @@ def action_schema() -> dict[str, Any]:
     """One tool call, `{"tool": <name>, "args": {...}}`, as a JSON schema for constrained
     decoding: one alternative per tool, each with its arguments' schema (no other keys), every
     argument required (defaults written out, as the scripted policies write them: with
-    optional keys left, lm-format-enforcer can let a trailing comma through), paths not empty
-    and set_mode's mode pattern."""
+    optional keys left, lm-format-enforcer can let a trailing comma through), paths and search
+    patterns not empty (FileTool refuses either) and set_mode's mode pattern."""
     alternatives = []
     for spec in tool_specs():
         args = {**spec["parameters"], "properties": {**spec["parameters"]["properties"]}}
         args["required"] = list(args["properties"])
-        for name in ("path", "src", "dst"):  # an empty path is an error, not a path
+        for name in ("path", "src", "dst", "pattern"):  # empty, each is an error
             if name in args["properties"]:
                 args["properties"][name] = {**args["properties"][name], "minLength": 1}
         if spec["name"] == "set_mode":
