@@ -245,3 +245,56 @@ def test_first_row_finishing_keeps_generators_aligned(policy: HFPolicy) -> None:
     assert together[order[0]].finish_reason == "stop"
     assert all(together[i].finish_reason == "length" for i in order[1:])
     assert [g.text for g in together] == [policy.generate([t], stopped)[0].text for t in TURNS]
+
+
+def continue_chat(policy: HFPolicy, params: SamplingParams, steps: int) -> list[str]:
+    """Replies of a conversation fed its own replies back (one observation a step), as the
+    rollout engine does."""
+    messages = list(conversation("Tidy the folder"))
+    replies = []
+    for step in range(steps):
+        [generation] = policy.generate(
+            [Turn("ep-x", "agentbench/Bash-v0", step, tuple(messages))], params
+        )
+        replies.append(generation.text)
+        messages += [
+            Message(role="assistant", content=generation.text),
+            Message(role="user", content=f"observation {step}: notes.txt report.csv"),
+        ]
+    return replies
+
+
+def test_prefix_cache_reuses_earlier_turns_without_changing_them(tiny_dir: Path) -> None:
+    cached = HFPolicy(tiny_dir, device="cpu")
+    uncached = HFPolicy(tiny_dir, device="cpu", prefix_cache_bytes=0)
+    assert uncached.prefix_cache is None
+    for params in (GREEDY, SamplingParams(temperature=1.0, max_new_tokens=16, seed=5)):
+        assert continue_chat(cached, params, 3) == continue_chat(uncached, params, 3)
+    prompts = cached.stats.prompt_tokens
+    reused = cached.stats.extra["prefix_cached_tokens"]
+    # Every step after an episode's first starts with the previous turn's prompt.
+    assert prompts / 2 < reused < prompts
+    assert "prefix_cached_tokens" not in uncached.stats.extra or (
+        uncached.stats.extra["prefix_cached_tokens"] == 0
+    )
+    # Another episode finds the shared system prompt in the pool, and its turns decode as
+    # they do from scratch, in a batch with a turn that reuses more.
+    before = cached.stats.extra["prefix_cached_tokens"]
+    batch = [*TURNS, Turn("ep-x", "agentbench/Bash-v0", 0, conversation("Tidy the folder"))]
+    assert [g.text for g in cached.generate(batch, GREEDY)] == [
+        g.text for g in uncached.generate(batch, GREEDY)
+    ]
+    system = len(cached.tokenizer(cached.render([SYSTEM]), add_special_tokens=False).input_ids)
+    assert cached.stats.extra["prefix_cached_tokens"] - before >= len(batch) * (system // 2)
+
+
+def test_long_prompts_get_their_own_batch(tiny_dir: Path) -> None:
+    from agentbench.policies.hf import _chunks, _Row
+
+    short = [_Row(i, [1] * 100, 8, None) for i in range(5)]
+    long = _Row(9, [1] * 2000, 8, None)
+    assert [[r.index for r in c] for c in _chunks([long, *short], 16)] == [[0, 1, 2, 3, 4], [9]]
+    assert [len(c) for c in _chunks(short, 2)] == [2, 2, 1]
+    # A row with most of its prompt cached is batched by what it still has to encode.
+    reusing = _Row(8, [1] * 2000, 8, None, reused=1990)
+    assert [len(c) for c in _chunks([reusing, long], 16)] == [1, 1]

@@ -10,10 +10,13 @@ SAME work without the harness:
   baseline for the end-to-end figure: multi-step episodes have growing prompts and shrinking
   batches, and the replay has exactly those prompts and batches. Headline ratio: harness
   end-to-end tokens/s (completion tokens / wall time, sandboxes, resets and env steps included)
-  over raw replay tokens/s; target >= 0.85.
+  over raw replay tokens/s; target >= 0.85. The harness keeps `HFPolicy`'s prefix cache (a
+  step reuses the keys and values of the turn before), which `model.generate` does not have:
+  on multi-step episodes this, not the decode loop, is most of the difference.
 - first-step prompts: the episodes' first prompts (system + instruction), in batches of B,
   through `model.generate` and through `HFPolicy.generate` alone: the policy's own decode
-  against transformers' on identical input (ratio generate-only/raw).
+  against transformers' on identical input (ratio generate-only/raw), the prefix cache
+  emptied before each batch so that neither side reuses anything.
 
 Tokens are counted alike on both sides: new tokens up to and including the first end token,
 padding excluded (`model.generate` keeps stepping finished rows until the batch ends; that
@@ -274,6 +277,8 @@ def run_rollout_bench(
             if which == 0:
                 raw_parts.append(_raw_generate(policy, [[c for _, c in batch]], max_new_tokens))
             else:
+                if policy.prefix_cache is not None:
+                    policy.prefix_cache.clear()
                 policy_parts.append(_policy_generate(policy, [batch], params))
     first_raw, first_policy = Throughput.sum(raw_parts), Throughput.sum(policy_parts)
 

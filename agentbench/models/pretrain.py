@@ -13,7 +13,6 @@ clipping) in place of `transformers.Trainer`, which has no notion of a shared pr
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -21,17 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentbench.distill.data import IGNORE_INDEX
-
-
-@functools.cache
-def _cache_kwarg() -> str:
-    """transformers 5 renamed `past_key_values` to `cache` (the old name warns)."""
-    import inspect
-
-    from transformers import LlamaForCausalLM
-
-    params = inspect.signature(LlamaForCausalLM.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+from agentbench.models.compat import cache_kwarg, output_cache
 
 
 @dataclass(frozen=True)
@@ -132,11 +121,11 @@ def batch_loss(model: Any, examples: Sequence[dict[str, list[int]]], batch: Pref
     if p:
         prefix = torch.tensor([batch.prefix], dtype=torch.long)
         out = model(input_ids=prefix, use_cache=True)
-        cache = out.cache if _cache_kwarg() == "cache" else out.past_key_values
+        cache = output_cache(out)
         cache.batch_repeat_interleave(n)
         first_logits = out.logits[:, -1:, :].expand(n, 1, -1)
         kwargs = {
-            _cache_kwarg(): cache,
+            cache_kwarg(model): cache,
             "position_ids": torch.arange(p, p + width).unsqueeze(0).expand(n, -1),
         }
     logits = model(input_ids=ids, attention_mask=mask, use_cache=bool(p), **kwargs).logits

@@ -12,6 +12,12 @@ other turns share its batch (up to floating-point differences that padding can c
 `seed=None` sampling uses torch's global generator and is not reproducible. Temperature 0 is
 greedy decoding.
 
+Prefix cache (`prefix_cache_bytes`, on by default): the keys and values of every finished turn
+are kept, and a later prompt that starts with the same tokens (the next step of the same
+episode, or another episode's system prompt) encodes only what is new
+(`agentbench.policies.prefix_cache`). Batches are cut where padding would waste more than a
+quarter of the prompt tokens, so one long conversation does not pad a whole batch.
+
 Constrained decoding (`SamplingParams.constrained`, or `schemas` for `generate_chats`): before
 each token is chosen, a row with a JSON schema (its env's `action_schema`) has every token
 the schema does not allow next masked out (`agentbench.policies.constrained`); other rows in
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentbench.models import ModelError, model_weights_sha256, resolve_model, weights_sha256
+from agentbench.models.compat import cache_kwarg, output_cache
 from agentbench.policies.base import (
     Generation,
     Message,
@@ -47,11 +54,13 @@ from agentbench.policies.base import (
     sha256_text,
     turn_seed,
 )
+from agentbench.policies.prefix_cache import PrefixCache, cut_row, plain_layers, stitch
 
 if TYPE_CHECKING:
     import torch
 
     from agentbench.policies.constrained import ActionConstraint, SchemaDecoder
+    from agentbench.policies.prefix_cache import PrefixEntry
 
 FinishReason = Literal["stop", "length", "error"]
 
@@ -69,6 +78,9 @@ class _Row:
     finish: FinishReason | None = None
     decoder: SchemaDecoder | None = None
     """Constrained decoding: the tokens its action schema allows next (None: free)."""
+    cached: PrefixEntry | None = None
+    reused: int = 0
+    """How many leading prompt tokens come from `cached` instead of being encoded."""
 
 
 class HFPolicy(Policy):
@@ -78,7 +90,8 @@ class HFPolicy(Policy):
     `agentbench.models.resolve_model`). `adapter` is a PEFT adapter directory merged into the
     weights at load. `system_prompt` is a teacher's trait prompt: it is prepended to the system
     message at generation time only, never written into the turns, and recorded in provenance
-    by its sha256.
+    by its sha256. `prefix_cache_bytes` bounds the keys and values kept for reuse by later
+    turns (0: off; see the module docstring).
 
     Raises `ModelError` when the model or adapter cannot be loaded or the tokenizer has no chat
     template.
@@ -97,6 +110,7 @@ class HFPolicy(Policy):
         system_prompt: str | None = None,
         max_context: int | None = None,
         batch_size: int = 16,
+        prefix_cache_bytes: int = 2 * 2**30,
     ) -> None:
         import torch
         import transformers
@@ -135,6 +149,7 @@ class HFPolicy(Policy):
         if adapter is not None:
             lm = self._merge_adapter(lm, Path(adapter))
         self.model = lm.to(self.device).eval()
+        self._cache_kwarg = cache_kwarg(self.model)
         self.weights_sha256 = model_weights_sha256(self.path)
 
         config_limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -147,6 +162,7 @@ class HFPolicy(Policy):
         self.pad_token_id = int(pad)
         self.eos_token_ids = _eos_ids(self.model, self.tokenizer)
         self._constraint: ActionConstraint | None = None
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
 
     def _merge_adapter(self, lm: Any, adapter: Path) -> Any:
         try:
@@ -236,10 +252,11 @@ class HFPolicy(Policy):
                     continue
                 budget = min(params.max_new_tokens, room)
                 decoder = decoders[index] if decoders else None
-                rows.append(_Row(index, prompt, budget, seed, decoder=decoder))
-            rows.sort(key=lambda r: len(r.prompt))
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start : start + self.batch_size]
+                row = _Row(index, prompt, budget, seed, decoder=decoder)
+                if self.prefix_cache is not None:
+                    row.cached, row.reused = self.prefix_cache.match(prompt)
+                rows.append(row)
+            for chunk in _chunks(rows, self.batch_size):
                 try:
                     self._decode(chunk, params)
                 except Exception as exc:  # e.g. out of memory: fail these turns, not the run
@@ -262,6 +279,10 @@ class HFPolicy(Policy):
             self.stats.prompt_tokens += sum(g.prompt_tokens for g in done)
             self.stats.completion_tokens += sum(g.completion_tokens for g in done)
             self.stats.generate_seconds += time.perf_counter() - started
+            reused = sum(r.reused for r in rows)
+            self.stats.extra["prefix_cached_tokens"] = (
+                self.stats.extra.get("prefix_cached_tokens", 0) + reused
+            )
             return done
 
     def _decoders(
@@ -290,14 +311,25 @@ class HFPolicy(Policy):
         import torch
 
         device = self.device
-        width = max(len(r.prompt) for r in rows)
+        # Row i: [pad | its cached tokens] [pad | its new tokens]; the first block is the past
+        # (keys and values from the prefix cache), the second is encoded now.
+        past = max(r.reused for r in rows)
+        width = max(len(r.prompt) - r.reused for r in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), past + width), dtype=torch.long)
         for i, row in enumerate(rows):
-            ids[i, width - len(row.prompt) :] = torch.tensor(row.prompt)
-            mask[i, width - len(row.prompt) :] = 1
+            new = row.prompt[row.reused :]
+            ids[i, width - len(new) :] = torch.tensor(new)
+            mask[i, past - row.reused : past] = 1
+            mask[i, past + width - len(new) :] = 1
         ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, past:]
+        cache: Any = None
+        if past:
+            from transformers import DynamicCache
+
+            parts = [(r.cached, r.reused) for r in rows]
+            cache = DynamicCache(ddp_cache_data=stitch(parts, past, device))
         generators = [
             torch.Generator(device=device).manual_seed(r.seed) if r.seed is not None else None
             for r in rows
@@ -310,7 +342,10 @@ class HFPolicy(Policy):
                 position_ids=positions,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache_kwarg: cache},
             )
+            if self.prefix_cache is not None and not plain_layers(output_cache(out)):
+                self.prefix_cache = None  # sliding-window or recurrent layers: cannot cut rows
             live = rows  # the rows still decoding, in batch order
             for _ in range(max(r.budget for r in rows)):
                 logits = out.logits[:, -1, :]
@@ -322,10 +357,17 @@ class HFPolicy(Policy):
                         next_tokens[i] = self.pad_token_id
                         continue
                     self._advance(row, int(next_tokens[i]), params.stop, longest_stop)
+                    if row.finish is not None and self.prefix_cache is not None:
+                        # Its keys and values cover the prompt and every token but the last
+                        # (sampled, never fed back): the next step's prompt starts with them.
+                        self.prefix_cache.add(
+                            row.prompt + row.tokens[:-1],
+                            cut_row(output_cache(out), i, mask[i].bool()),
+                        )
                 keep = [i for i, row in enumerate(live) if row.finish is None]
                 if not keep:
                     break
-                cache = out.past_key_values
+                cache = output_cache(out)
                 if len(keep) < len(live) and hasattr(cache, "batch_select_indices"):
                     # Drop finished rows from the batch and the KV cache: a batch then costs
                     # what its live rows cost, not what its longest answer costs.
@@ -340,9 +382,9 @@ class HFPolicy(Policy):
                     input_ids=next_tokens[:, None],
                     attention_mask=mask,
                     position_ids=positions,
-                    past_key_values=cache,
                     use_cache=True,
                     logits_to_keep=1,
+                    **{self._cache_kwarg: cache},
                 )
 
     def _advance(self, row: _Row, token: int, stop: tuple[str, ...], longest_stop: int) -> None:
@@ -391,6 +433,27 @@ class HFPolicy(Policy):
 
     def _text(self, tokens: list[int]) -> str:
         return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+def _chunks(rows: list[_Row], batch_size: int) -> list[list[_Row]]:
+    """Rows in batches of at most `batch_size`, by length, a batch closed early where padding
+    to its longest row would cost more than a quarter of its tokens (and 256 a row)."""
+    rows = sorted(rows, key=lambda r: len(r.prompt))
+    chunks: list[list[_Row]] = []
+    chunk: list[_Row] = []
+    for row in rows:
+        grown = [*chunk, row]
+        past = max(r.reused for r in grown)
+        new = max(len(r.prompt) - r.reused for r in grown)
+        padded = len(grown) * (past + new)
+        tokens = sum(len(r.prompt) for r in grown)
+        if chunk and (len(chunk) == batch_size or padded > 1.25 * tokens + 256 * len(grown)):
+            chunks.append(chunk)
+            grown = [row]
+        chunk = grown
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def merge_system_prompt(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentbench.models import ModelError, model_weights_sha256, resolve_model
+from agentbench.models.compat import cache_kwarg
 from agentbench.policies.base import Message, sha256_text
 from agentbench.policies.hf import merge_system_prompt
 
@@ -223,8 +224,8 @@ def _mean_last_state(model: Any, target: Any, prompts: list[list[int]]) -> torch
         try:
             model(
                 input_ids=torch.tensor([ids], device=device),
-                past_key_values=cache,
                 use_cache=cache is not None,
+                **{cache_kwarg(model): cache},
             )
         except _Captured:
             return captured.pop()

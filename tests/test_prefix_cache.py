@@ -1,0 +1,68 @@
+"""The prefix cache's pool: longest-prefix matching, superseded turns, eviction by bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agentbench.policies.prefix_cache import PrefixCache, stitch  # noqa: E402
+
+
+def kv(tokens: list[int], layers: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Keys and values whose every column holds its token id (so stitching is checkable)."""
+    column = torch.tensor(tokens, dtype=torch.float32)[None, :, None].expand(3, -1, 4)
+    return [(column.clone(), -column.clone()) for _ in range(layers)]
+
+
+def test_match_takes_the_longest_common_prefix_and_leaves_the_last_token() -> None:
+    cache = PrefixCache(10**6)
+    cache.add([1, 2, 3, 4, 5], kv([1, 2, 3, 4, 5]))
+    cache.add([1, 2, 9], kv([1, 2, 9]))
+    entry, n = cache.match([1, 2, 3, 4, 7, 8])
+    assert n == 4 and entry is not None and entry.tokens.tolist() == [1, 2, 3, 4, 5]
+    # The whole entry matches, but the prompt's last token must still be encoded.
+    entry, n = cache.match([1, 2, 3, 4, 5])
+    assert n == 4
+    assert cache.match([7, 1, 2]) == (None, 0)
+    assert cache.match([1]) == (None, 0)
+    assert cache.reused_tokens == 8 and cache.lookups == 4
+
+
+def test_a_turn_replaces_the_turn_it_continues() -> None:
+    cache = PrefixCache(10**6)
+    cache.add([1, 2, 3], kv([1, 2, 3]))
+    cache.add([1, 2, 4], kv([1, 2, 4]))
+    cache.add([1, 2, 3, 5, 6], kv([1, 2, 3, 5, 6]))
+    assert len(cache) == 2
+    assert sorted(len(e.tokens) for e in cache._entries.values()) == [3, 5]
+
+
+def test_eviction_keeps_the_recently_used_within_capacity() -> None:
+    one = kv([1, 2, 3, 4])
+    size = sum(k.nbytes + v.nbytes for k, v in one)
+    cache = PrefixCache(2 * size)
+    cache.add([1, 2, 3, 4], one)
+    cache.add([5, 6, 7, 8], kv([5, 6, 7, 8]))
+    cache.match([1, 2, 3, 9])  # touch the first: the second is now the oldest
+    cache.add([9, 9, 9, 9], kv([9, 9, 9, 9]))
+    assert len(cache) == 2 and cache.nbytes == 2 * size
+    assert cache.match([5, 6, 7, 0]) == (None, 0)
+    assert cache.match([1, 2, 3, 0])[1] == 3
+    cache.add(list(range(12)), kv(list(range(12))))  # larger than the whole pool: not kept
+    assert len(cache) == 2
+    with pytest.raises(ValueError):
+        PrefixCache(-1)
+
+
+def test_stitch_right_aligns_each_rows_prefix() -> None:
+    cache = PrefixCache(10**6)
+    cache.add([1, 2, 3, 4], kv([1, 2, 3, 4]))
+    cache.add([7, 8], kv([7, 8]))
+    first = cache.match([1, 2, 3, 0])
+    second = cache.match([7, 8, 0])
+    layers = stitch([first, (None, 0), second], width=3, device="cpu")
+    keys, values = layers[1]
+    assert keys.shape == (3, 3, 3, 4)
+    assert keys[:, 0, :, 0].tolist() == [[1, 2, 3], [0, 0, 0], [0, 7, 8]]
+    assert torch.equal(values, -keys)
