@@ -263,7 +263,10 @@ def _quiet_libraries() -> None:
 
 
 def main() -> None:
+    from agentbench.provenance import git_revision
+
     _quiet_libraries()
+    git_revision()  # the code this process runs (artifacts written later record it)
     app()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import platform
@@ -15,8 +16,12 @@ from agentbench import __version__
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "gymnasium", "pydantic")
 
 
+@functools.cache
 def git_revision() -> str | None:
-    """The checkout's commit (with `-dirty` when it has uncommitted changes), if any."""
+    """The checkout's commit (with `-dirty` when it has uncommitted changes), if any.
+
+    Read once per process, and the CLI reads it at start: a run that outlives a commit
+    records the revision of the code it runs, not the one checked out when a stage ends."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(

@@ -75,6 +75,29 @@ def test_dry_run_prints_the_plan_and_the_models_to_build_and_runs_nothing(
     assert not store.exists() and not (tmp_path / "run").exists()
 
 
+def test_dry_run_estimates_at_the_base_models_measured_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def estimate(suite: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            app, ["run", str(REPO / "suites" / suite), "--dry-run",
+                  "--store", str(tmp_path / "store"), "--out", str(tmp_path / "run")],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        out = " ".join(result.output.split())
+        minutes = int(out.split("estimate before caching: ~")[1].split(" min")[0])
+        return minutes, out
+
+    smoke, smoke_out = estimate("smoke.yaml")
+    assert "tiny-agent's pace: 0.8 s an episode" in smoke_out
+    paper, paper_out = estimate("paper-lite.yaml")
+    assert "smollm2-135m-agent's pace" in paper_out
+    assert paper > 10 * smoke
+
+
 @pytest.mark.bwrap
 def test_micro_suite_runs_every_stage_then_reuses_them(
     micro_models: tuple[Path, Path], tmp_path: Path

@@ -70,6 +70,11 @@ def test_stitch_right_aligns_each_rows_prefix() -> None:
     assert torch.equal(values, -keys)
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 def test_matches_are_within_a_block_of_the_best_and_the_index_stays_consistent() -> None:
     import random
 
@@ -84,11 +89,7 @@ def test_matches_are_within_a_block_of_the_best_and_the_index_stays_consistent()
             cache.add(tokens, kv(tokens))
             continue
         held = [e.tokens.tolist() for e in cache._entries.values()]
-        best = max(
-            (next((i for i, (a, b) in enumerate(zip(h, tokens[:-1])) if a != b),
-                  min(len(h), len(tokens) - 1)) for h in held),
-            default=0,
-        )  # fmt: skip
+        best = max((common_prefix(h, tokens[:-1]) for h in held), default=0)
         entry, n = cache.match(tokens)
         if entry is None:
             assert n == 0 and best < block

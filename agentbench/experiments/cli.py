@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from agentbench.models import Pace
 
 console = Console()
 DEFAULT_STORE = Path("runs/store")
@@ -48,10 +51,11 @@ def run_command(
         for s in plan.stages:
             table.add_row(s.cell, s.stage, s.what, str(s.episodes or ""), "yes" if s.train else "")
         console.print(table)
+        pace, whose, caveat = _pace(spec.base_model)
         console.print(
-            f"estimate before caching: ~{plan.estimate_s() / 60:.0f} min on 2 CPU cores "
-            "(tiny-agent's pace: 0.8 s an episode, 15 s a training stage; shared stages "
-            "counted once; larger models cost far more). "
+            f"estimate before caching: ~{plan.estimate_s(pace.episode_s, pace.train_s) / 60:.0f}"
+            f" min on 2 CPU cores ({whose} pace: {pace.episode_s:g} s an episode, "
+            f"{pace.train_s:g} s a training stage; shared stages counted once{caveat}). "
             f"Stage cache: {store}; results: {run_dir}"
         )
         for recipe in models_to_build(spec, cells):
@@ -117,3 +121,17 @@ def _short(rate: dict[str, float | None]) -> str:
     if not record.n:
         return "n/a (n=0)"
     return f"{record.rate().short()} n={record.n}"
+
+
+def _pace(base_model: str | None) -> tuple[Pace, str, str]:
+    """The pace a dry run estimates with: the base model's measured one, else tiny-agent's."""
+    from agentbench.models import ModelError, get_recipe
+    from agentbench.models.tiny_agent import PACE
+
+    try:
+        recipe = get_recipe(base_model) if base_model else None
+    except ModelError:
+        recipe = None
+    if recipe is not None and recipe.pace is not None:
+        return recipe.pace, f"{recipe.name}'s", ""
+    return PACE, "tiny-agent's", "; a larger model costs far more"

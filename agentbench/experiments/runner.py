@@ -87,9 +87,8 @@ class Plan:
     def estimate_s(self, episode_s: float = 0.8, train_s: float = 15.0) -> float:
         """A rough cost: seconds per episode and per training stage (stated in the output).
 
-        The defaults are tiny-agent's on 2 cores (the smoke suite: 24-episode evaluations in
-        ~20 s, a logit-kl student in seconds, a teacher stage with its two adapters in ~90 s);
-        a larger model costs far more per episode and per training stage."""
+        The defaults are tiny-agent's on 2 cores (`agentbench.models.tiny_agent.PACE`); the
+        CLI passes the base model's measured pace where its recipe has one."""
         seen: set[tuple[str, str]] = set()
         total = 0.0
         for s in self.stages:

@@ -36,6 +36,18 @@ class ModelError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Pace:
+    """What a model cost in a suite on 2 CPU cores, as measured: seconds per episode (8
+    steps, 96 new tokens, batched) and per training stage (an adapter or a student). A
+    suite's `--dry-run` estimate uses its base model's pace."""
+
+    episode_s: float
+    train_s: float
+    measured: str
+    """Where the figures come from."""
+
+
+@dataclass(frozen=True)
 class ModelRecipe:
     """How to build one registry model into a directory."""
 
@@ -45,6 +57,7 @@ class ModelRecipe:
     """Writes config, safetensors weights and tokenizer into the (empty) directory given."""
     version: int = 1
     """Bump to invalidate cached builds when the recipe changes."""
+    pace: Pace | None = None
 
 
 _REGISTRY: dict[str, ModelRecipe] = {}

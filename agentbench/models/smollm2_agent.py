@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentbench.models import ModelError, ModelRecipe
+from agentbench.models import ModelError, ModelRecipe, Pace
 from agentbench.models.tiny_agent import DEFAULT_MIXTURE
 
 PROBE_TRAIN_SEED_BASE = 3_000_000
@@ -343,6 +343,14 @@ RECIPE = ModelRecipe(
     "episodes in both envs, 2 epochs (2 CPU cores: ~35 min)",
     build=build,
     version=RECIPE_VERSION,
+    pace=Pace(
+        episode_s=6.0,
+        train_s=400.0,
+        measured="paper-lite's chmod-first cell at 16 episodes a stage (2026-11-29, prefix "
+        "cache on): 16-episode evaluations in 52-76 s and teacher rollouts in 84-109 s "
+        "(Bash; 16 FileTool episodes took 219 s), a teacher stage (two adapters) 9 min, an "
+        "sft-lora student on 13-15 trajectories 166 s",
+    ),
 )
 
 __all__ = [

@@ -207,6 +207,7 @@ class HFPolicy(Policy):
 
     def close(self) -> None:
         self.__dict__.pop("model", None)
+        self.prefix_cache = None  # up to prefix_cache_bytes of keys and values
 
     # -- generation ------------------------------------------------------------------------
 
