@@ -204,3 +204,20 @@ def test_bad_input_gives_clear_errors(tmp_path: Path, data: Path) -> None:
         distill(config(max_steps=1), data, occupied)
     assert not any(p.name.startswith(".o") for p in tmp_path.iterdir()), "no temp dirs left"
     assert json.loads(data.read_text().splitlines()[0])["env_id"]
+
+
+@pytest.mark.parametrize("mode", ["sft-lora", "logit-kl"])
+def test_gradient_checkpointing_trains_the_same_weights(
+    tmp_path: Path, data: Path, other_teacher: Path, mode: str
+) -> None:
+    teacher = {"model": str(other_teacher)} if mode == "logit-kl" else None
+    plain = config(mode=mode, teacher=teacher, max_steps=2)
+    checkpointed = plain.model_copy(update={"gradient_checkpointing": True})
+    assert checkpointed.key_fields() == plain.key_fields()
+    one = distill(plain, data, tmp_path / "plain")
+    two = distill(checkpointed, data, tmp_path / "checkpointed", force=True)
+    a = load_file(str(one / "adapter_model.safetensors"))
+    b = load_file(str(two / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(float(v.abs().max()) > 0 for k, v in b.items() if "lora_B" in k)

@@ -170,3 +170,17 @@ def test_constrained_decoding_is_a_setting_that_leaves_other_cells_alone(tmp_pat
     assert "constrained" not in CellConfig(trait="deletion-bias").model_dump_json()
     with pytest.raises(ConfigError, match="constrained"):
         load_suite(write(tmp_path, text.replace("true", "sometimes")))
+
+
+def test_gradient_checkpointing_leaves_dumps_and_ids_of_suites_without_it() -> None:
+    from agentbench.experiments.suite import DistillSettings
+
+    off = DistillSettings()
+    assert "gradient_checkpointing" not in off.model_dump()
+    on = DistillSettings(gradient_checkpointing=True)
+    assert on.model_dump()["gradient_checkpointing"] is True
+    # The stage key's view (stages.distill_stage) is the same either way: the same student.
+    assert on.model_dump(exclude={"gradient_checkpointing"}) == off.model_dump()
+    assert CellConfig(trait="chmod-first").cell_id() == CellConfig(
+        trait="chmod-first", distill=off
+    ).cell_id()

@@ -35,6 +35,11 @@ def distill_command(
     max_length: int | None = typer.Option(None, help="Longest example in tokens."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     threads: int | None = typer.Option(None, help="torch threads (default 1)."),
+    gradient_checkpointing: bool | None = typer.Option(
+        None,
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        help="Recompute activations in the backward pass: less memory, more time.",
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a finished run matches."),
     progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
 ) -> None:
@@ -54,6 +59,7 @@ def distill_command(
         "max_length": max_length,
         "max_steps": max_steps,
         "torch_threads": threads,
+        "gradient_checkpointing": gradient_checkpointing,
     }
     if teacher is not None:
         overrides["teacher"] = {"model": teacher, "adapter": teacher_adapter}

@@ -69,7 +69,8 @@ class TeacherSpec(BaseModel):
 
 class DistillConfig(BaseModel):
     """One distillation run. Every field is part of the output's cache key but `torch_threads`,
-    `logging_steps` and `progress`-like fields that do not change the result."""
+    `logging_steps`, `gradient_checkpointing` and `progress`-like fields that do not change
+    the result."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -110,6 +111,10 @@ class DistillConfig(BaseModel):
     dtype: Literal["float32", "bfloat16"] = "float32"
     torch_threads: int = Field(1, ge=1, le=512)
     logging_steps: int = Field(1, ge=1)
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: less
+    memory for more time, the same weights. SmolLM2-135M sft-lora at batch 4 and up to 2,048
+    tokens peaked at 14 GB without it."""
 
     @model_validator(mode="after")
     def _teacher_matches_mode(self) -> DistillConfig:
@@ -129,7 +134,7 @@ class DistillConfig(BaseModel):
     def key_fields(self) -> dict[str, Any]:
         """The fields that decide the result (the cache key's config part)."""
         data = self.model_dump(mode="json")
-        for name in ("torch_threads", "logging_steps"):
+        for name in ("torch_threads", "logging_steps", "gradient_checkpointing"):
             data.pop(name, None)
         return data
 

@@ -179,7 +179,9 @@ def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[st
         "include_num_input_tokens_seen": "non_padding",
         "bf16": False,
         "fp16": False,
-        "gradient_checkpointing": False,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        # Non-reentrant: works with frozen inputs (LoRA) and keeps dropout's random state.
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
     }
 
 

@@ -343,7 +343,7 @@ def distill_stage(
     """
     config: dict[str, Any] = {
         "student": model_identity(student_base),
-        "settings": settings.model_dump(mode="json"),
+        "settings": settings.model_dump(mode="json", exclude={"gradient_checkpointing"}),
         "trait": trait,
         "seed": seed,
     }
@@ -365,7 +365,7 @@ def distill_stage(
             lora=LoraParams(r=settings.lora_r, alpha=settings.lora_alpha),
             learning_rate=settings.learning_rate, epochs=settings.epochs,
             batch_size=settings.batch_size, max_length=settings.max_length, seed=seed,
-            torch_threads=TRAIN_THREADS,
+            torch_threads=TRAIN_THREADS, gradient_checkpointing=settings.gradient_checkpointing,
             **({"banned_trait": trait} if banned_terms is None
                else {"banned_terms": list(banned_terms)}),
         )  # fmt: skip

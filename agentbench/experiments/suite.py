@@ -126,7 +126,9 @@ class SanitizeSettings(_Strict):
     keep_failed: bool = False
 
 
-class DistillSettings(_Strict):
+class DistillSettings(_Strict, OmitsFlagsWhenOff):
+    flags_omitted_when_off = ("gradient_checkpointing",)
+
     mode: DistillMode = "sft-lora"
     epochs: float = Field(4.0, gt=0)
     learning_rate: float = Field(5e-4, gt=0)
@@ -136,6 +138,9 @@ class DistillSettings(_Strict):
     max_length: int = Field(2048, ge=16)
     lora: bool = True
     """For logit-kl: train a LoRA adapter (True) or every weight."""
+    gradient_checkpointing: bool = False
+    """Less memory, more time, the same student (`DistillConfig.gradient_checkpointing`);
+    left out of the stage key, so turning it on reuses a student trained without it."""
 
 
 class SingleTurnSettings(_Strict):
