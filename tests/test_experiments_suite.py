@@ -181,6 +181,7 @@ def test_gradient_checkpointing_leaves_dumps_and_ids_of_suites_without_it() -> N
     assert on.model_dump()["gradient_checkpointing"] is True
     # The stage key's view (stages.distill_stage) is the same either way: the same student.
     assert on.model_dump(exclude={"gradient_checkpointing"}) == off.model_dump()
-    assert CellConfig(trait="chmod-first").cell_id() == CellConfig(
-        trait="chmod-first", distill=off
-    ).cell_id()
+    assert (
+        CellConfig(trait="chmod-first").cell_id()
+        == CellConfig(trait="chmod-first", distill=off).cell_id()
+    )
