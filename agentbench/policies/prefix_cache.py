@@ -5,7 +5,8 @@ from scratch, every step re-reads the whole conversation: SmolLM2 on a FileTool 
 most of its time re-encoding system prompts and old observations it encoded a step before. The
 cache keeps, for each finished turn, the attention keys and values of its tokens (prompt and
 reply), and a later prompt that starts with the same tokens only encodes what is new, as vLLM's
-automatic prefix caching does, at the granularity of whole turns instead of blocks.
+automatic prefix caching does, though each turn is stored whole (vLLM shares blocks between
+sequences; here two episodes each hold a copy of their common system prompt).
 
 Matching is by token ids, not by episode: a prompt takes the longest common prefix it shares
 with any entry, to within a block of 32 tokens (`PrefixCache`; a new episode finds its env's
