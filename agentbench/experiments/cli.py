@@ -53,7 +53,7 @@ def run_command(
         console.print(table)
         pace, whose, caveat = _pace(spec.base_model)
         console.print(
-            f"estimate before caching: ~{plan.estimate_s(pace.episode_s, pace.train_s) / 60:.0f}"
+            f"estimate before caching: ~{plan.estimate_s(pace) / 60:.0f}"
             f" min on 2 CPU cores ({whose} pace: {pace.episode_s:g} s an episode, "
             f"{pace.train_s:g} s a training stage; shared stages counted once{caveat}). "
             f"Stage cache: {store}; results: {run_dir}"

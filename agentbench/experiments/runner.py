@@ -54,7 +54,7 @@ from agentbench.experiments.store import StageStore
 from agentbench.experiments.suite import CellConfig, Suite, canonical, suite_sha256
 
 if TYPE_CHECKING:
-    from agentbench.models import ModelRecipe
+    from agentbench.models import ModelRecipe, Pace
 
 Log = Callable[[str], None]
 COMPARED_METRICS = (
@@ -84,11 +84,15 @@ class Plan:
     cells: list[CellConfig]
     stages: list[PlannedStage] = field(default_factory=list)
 
-    def estimate_s(self, episode_s: float = 0.8, train_s: float = 15.0) -> float:
-        """A rough cost: seconds per episode and per training stage (stated in the output).
+    def estimate_s(self, pace: Pace | None = None) -> float:
+        """A rough cost at `pace` (seconds per episode and per training stage; stated in the
+        output). None: tiny-agent's on 2 cores (`agentbench.models.tiny_agent.PACE`); the CLI
+        passes the base model's measured pace where its recipe has one."""
+        if pace is None:
+            from agentbench.models.tiny_agent import PACE
 
-        The defaults are tiny-agent's on 2 cores (`agentbench.models.tiny_agent.PACE`); the
-        CLI passes the base model's measured pace where its recipe has one."""
+            pace = PACE
+        episode_s, train_s = pace.episode_s, pace.train_s
         seen: set[tuple[str, str]] = set()
         total = 0.0
         for s in self.stages:
