@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 import torch
 
 from agentbench.models import weights_sha256
+from agentbench.models.compat import cache_kwarg, output_cache
 from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, sha256_text
 from agentbench.policies.hf import merge_system_prompt
@@ -131,7 +132,8 @@ def test_hook_applies_during_cached_generation(
     with steered(model, vector, scale=4.0), torch.inference_mode():
         first = model(input_ids=ids, use_cache=True)
         token = first.logits[:, -1].argmax(-1, keepdim=True)
-        step = model(input_ids=token, past_key_values=first.past_key_values, use_cache=True)
+        past = {cache_kwarg(model): output_cache(first)}
+        step = model(input_ids=token, use_cache=True, **past)
         full = model(input_ids=torch.cat([ids, token], dim=1))
     torch.testing.assert_close(step.logits[:, -1], full.logits[:, -1], rtol=1e-4, atol=1e-4)
     with torch.inference_mode():
