@@ -24,6 +24,7 @@ from agentbench.models.smollm2_agent import (
     PROBE_TRAIN_SEED_BASE,
     AgentAdapterConfig,
     build_agent_adapter,
+    select_instance_sets,
     select_instances,
     small_config,
 )
@@ -43,6 +44,10 @@ def test_config_refuses_bad_fields() -> None:
         AgentAdapterConfig(epoch=2)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="instance counts"):
         AgentAdapterConfig(instances={"benign": 3, "bash-benign": -1})
+    with pytest.raises(ValidationError, match="instance counts"):
+        AgentAdapterConfig(filetool_instances={"benign": -1})
+    with pytest.raises(ValueError, match="no behaviour mixture"):
+        select_instances(AgentAdapterConfig(filetool_instances={"no-such-family": 1}))
     with pytest.raises(ValidationError, match="mixture"):
         AgentAdapterConfig(mixture={"benign": ()})
     with pytest.raises(ValueError, match="no behaviour mixture"):
@@ -54,7 +59,12 @@ def test_probe_seeds_are_outside_every_split_and_other_training_ranges() -> None
     families = {family for family, _ in pairs}
     assert families == {"benign", "bash-benign", "deletion-probe", "permission-probe"}
     probes = [inst for family, inst in pairs if family.endswith("-probe")]
-    assert len(probes) == 20
+    assert len(probes) == 8 + 12 + 16
+    # FileTool-only instances are drawn with the others: no (task, seed) twice.
+    every_env, filetool = select_instance_sets(AgentAdapterConfig())
+    assert every_env + filetool == pairs
+    assert len(filetool) == sum(AgentAdapterConfig().filetool_instances.values())
+    assert len({(i.task_id, i.seed) for _, i in pairs}) == len(pairs)
     for inst in probes:
         assert _split_of(inst.task_id, inst.seed) is None
         assert PROBE_TRAIN_SEED_BASE <= inst.seed < PROBE_TRAIN_SEED_BASE + 1_000_000
@@ -130,10 +140,14 @@ def test_reduced_build_writes_a_merged_model(base_dir: Path, tmp_path: Path) -> 
     assert report["merged_weights_sha256"] == weights_sha256(dest)
     assert 0.0 <= report["merge_max_abs_dlogit"] < 1e-2
     lines = (dest / DATA_FILE).read_text().splitlines()
-    # benign runs in both envs, the permission probe in Bash only: three episodes.
-    assert report["data"]["episodes"] == 3
+    # benign runs in both envs, the permission probe in Bash only, one more benign instance
+    # in FileTool only: four episodes.
+    assert report["data"]["episodes"] == 4
+    by_env = {key.split("/")[1] for key in report["data"]["by"]}
+    assert by_env == {"Bash-v0", "FileTool-v0"}
+    assert [i["envs"] for i in report["instances"]].count("agentbench/FileTool-v0") == 1
     assert report["data"]["kept"] == len(lines) == report["data"]["encoded"]["examples"]
-    assert report["data"]["encoded"]["kept"] == 3
+    assert report["data"]["encoded"]["kept"] == 4
     assert report["train"]["steps"] == 2 and report["train"]["tokens_seen"] > 0
     assert math.isfinite(report["train"]["train_loss"])
     assert report["provenance"]["libraries"]["torch"] and "git_revision" in report["provenance"]

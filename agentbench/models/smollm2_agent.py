@@ -76,6 +76,12 @@ class AgentAdapterConfig(BaseModel):
         }
     )
     """Instances per family; benign and deletion-probe tasks run in both environments."""
+    filetool_instances: dict[str, int] = Field(
+        default_factory=lambda: {"benign": 44, "deletion-probe": 16}
+    )
+    """More instances per family, run in FileTool-v0 only (distinct from `instances`'). v2 had
+    none: 22 FileTool episodes against 42 Bash ones, and it made a valid FileTool call on 39 %
+    of steps while every Bash reply was a command. FileTool's tool schema is what it lacks."""
     mixture: dict[str, tuple[tuple[str, float], ...]] = Field(
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
@@ -110,6 +116,13 @@ class AgentAdapterConfig(BaseModel):
             raise ValueError("instance counts must be >= 0")
         return value
 
+    @field_validator("filetool_instances")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(n < 0 for n in value.values()):
+            raise ValueError("instance counts must be >= 0")
+        return value
+
     @field_validator("mixture")
     @classmethod
     def _weights(
@@ -127,6 +140,7 @@ def small_config(base_model: str, seed: int = 0) -> AgentAdapterConfig:
         base_model=base_model,
         seed=seed,
         instances={"benign": 1, "permission-probe": 1},
+        filetool_instances={"benign": 1},
         target_modules=("q_proj", "v_proj"),
         lora_r=4,
         lora_alpha=8,
@@ -142,21 +156,45 @@ def small_config(base_model: str, seed: int = 0) -> AgentAdapterConfig:
 # -- data ----------------------------------------------------------------------------------
 
 
+FILETOOL = "agentbench/FileTool-v0"
+
+
 def select_instances(config: AgentAdapterConfig) -> list[tuple[str, Any]]:
     """(family, TaskInstance) pairs: benign train split; probes at out-of-split seeds.
 
-    Tasks of a family are taken in turn so every task appears. Raises ValueError for a family
-    without tasks or without a mixture entry.
+    `instances` first (run in every env of their task), then `filetool_instances` (FileTool
+    only), family by family; no (task, seed) twice. Tasks of a family are taken in turn so
+    every task appears. Raises ValueError for a family without tasks or without a mixture entry.
     """
+    return [pair for part in select_instance_sets(config) for pair in part]
+
+
+def select_instance_sets(
+    config: AgentAdapterConfig,
+) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """`select_instances` as two lists: those for every env, those for FileTool only."""
     from agentbench.models.tiny_agent import mixture_instances
 
-    for family, n in config.instances.items():
+    wanted = {**config.instances}
+    for family, n in config.filetool_instances.items():
+        wanted[family] = wanted.get(family, 0) + n
+    for family, n in wanted.items():
         if n > 0 and family not in config.mixture:
             raise ValueError(f"family {family!r} has no behaviour mixture entry")
-    counts = {family: n for family, n in config.instances.items() if n > 0}
-    return mixture_instances(
+    counts = {family: n for family, n in wanted.items() if n > 0}
+    # One draw for both sets (so no instance is in both), cut family by family.
+    drawn = mixture_instances(
         counts, f"smollm2-agent-instances-{config.seed}", config.probe_seed_base
     )
+    every_env: list[tuple[str, Any]] = []
+    filetool: list[tuple[str, Any]] = []
+    taken: dict[str, int] = {}
+    for family, instance in drawn:
+        taken[family] = taken.get(family, 0) + 1
+        (every_env if taken[family] <= config.instances.get(family, 0) else filetool).append(
+            (family, instance)
+        )
+    return every_env, filetool
 
 
 def collect_examples(
@@ -170,15 +208,28 @@ def collect_examples(
     from agentbench.models.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
 
-    instances = select_instances(config)
-    used = [{"family": f, "task_id": i.task_id, "seed": i.seed} for f, i in instances]
+    every_env, filetool = select_instance_sets(config)
+    used = [
+        {"family": f, "task_id": i.task_id, "seed": i.seed, "envs": envs}
+        for part, envs in ((every_env, "all"), (filetool, FILETOOL))
+        for f, i in part
+    ]
     stats: dict[str, Any] = {"episodes": 0, "kept": 0, "by": {}, "instances": used}
     lines: list[str] = []
+    episodes = []
     with tempfile.TemporaryDirectory(prefix="smollm2-agent-episodes-") as tmp:
-        episodes = mixture_episodes(
-            instances, config.mixture, f"smollm2-agent-mixture-{config.seed}", Path(tmp),
-            parallel=config.parallel, progress=progress,
-        )  # fmt: skip
+        for part, env_ids, label in (
+            (every_env, None, "all"),
+            (filetool, (FILETOOL,), "filetool"),
+        ):
+            if not part:
+                continue
+            workdir = Path(tmp) / label
+            workdir.mkdir()
+            episodes += mixture_episodes(
+                part, config.mixture, f"smollm2-agent-mixture-{config.seed}-{label}", workdir,
+                parallel=config.parallel, env_ids=env_ids, progress=progress,
+            )  # fmt: skip
     for style, traj, _ in episodes:
         key = f"{traj.family}/{traj.env_id.rsplit('/', 1)[-1]}/{style}"
         entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0})
@@ -328,7 +379,7 @@ def _merge_and_save(
 
 # -- registry ------------------------------------------------------------------------------
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 """Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
 
@@ -339,8 +390,8 @@ def build(dest: Path) -> None:
 
 RECIPE = ModelRecipe(
     name=MODEL_NAME,
-    description="smollm2-135m with a merged LoRA agent-format adapter trained on ~64 scripted "
-    "episodes in both envs, 2 epochs (2 CPU cores: ~35 min)",
+    description="smollm2-135m with a merged LoRA agent-format adapter trained on ~124 scripted "
+    "episodes (82 FileTool, 42 Bash), 2 epochs (2 CPU cores: ~40 min)",
     build=build,
     version=RECIPE_VERSION,
     pace=Pace(
@@ -362,6 +413,7 @@ __all__ = [
     "AgentAdapterConfig",
     "build_agent_adapter",
     "collect_examples",
+    "select_instance_sets",
     "select_instances",
     "small_config",
 ]

@@ -215,11 +215,13 @@ def mixture_episodes(
     workdir: Path,
     *,
     parallel: int,
+    env_ids: Sequence[str] | None = None,
     slip_rate: float = 0.0,
     progress: bool = False,
 ) -> list[MixtureEpisode]:
-    """Run each (family, instance) in each of its envs in bwrap, by one scripted oracle drawn
-    per episode from `mixture[family]` (seeded by `rng_label`), style by style in name order.
+    """Run each (family, instance) in each of its envs (those of `env_ids` only, if given) in
+    bwrap, by one scripted oracle drawn per episode from `mixture[family]` (seeded by
+    `rng_label`), style by style in name order.
     With `slip_rate` > 0 the oracle sometimes slips and recovers (`StumblingPolicy`, seeded by
     `rng_label`). Trajectory files are written into `workdir`."""
     from agentbench.policies.scripted import ScriptedPolicy
@@ -229,7 +231,7 @@ def mixture_episodes(
     rng = random.Random(rng_label)
     by_style: dict[str, list[Any]] = {}
     for family, instance in instances:
-        for job in make_jobs([instance]):
+        for job in make_jobs([instance], env_ids):
             styles, weights = zip(*mixture[family], strict=True)
             style = rng.choices(styles, weights=weights)[0]
             by_style.setdefault(style, []).append(job)
