@@ -289,6 +289,7 @@ def test_file_output_report_and_hashes(tmp_path: Path) -> None:
     assert report.examples[0].term == "rm" and "rm -f" in report.examples[0].context
     assert report.input_sha256 == file_sha256(src) and report.output_sha256 == file_sha256(out)
     assert report.leak_check["passed"] and report.leak_check["lines_checked"] == 2
+    assert 0.0 <= report.leak_check_seconds <= report.seconds
     assert report.provenance["git_revision"] is None or report.provenance["git_revision"]
     assert "rm" not in out.read_text().split()
 

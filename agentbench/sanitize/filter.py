@@ -663,7 +663,9 @@ def sanitize_file(
                 flush_judge(out)
             out.flush()
             os.fsync(out.fileno())
+        leak_started = time.perf_counter()
         checked = check_leaks(tmp, matcher)
+        report.leak_check_seconds = round(time.perf_counter() - leak_started, 3)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

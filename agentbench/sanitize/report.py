@@ -84,6 +84,8 @@ class FilterReport(BaseModel):
     terms: list[str] = Field(default_factory=list)
     """Every banned term in force (defaults and extra terms, normalized)."""
     seconds: float = 0.0
+    leak_check_seconds: float = 0.0
+    """The part of `seconds` spent re-reading the output for the leak check."""
     trajectories_per_s: float = 0.0
     provenance: dict[str, Any] = Field(default_factory=dict)
 
