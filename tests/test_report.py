@@ -199,6 +199,8 @@ def test_claims_follow_the_statistics(written: tuple[Results, Path, dict[str, Pa
             "No significant difference between the treated and the control student" in (sections[i])
         )
     assert "undefined (teacher = control teacher: no trait to transfer)" in sections[2]
+    # a defined score over a significant teacher gap stands alone
+    assert "not significant, p =" not in sections[0] + sections[1] + sections[3]
     assert "The teacher does not differ significantly from its control" in sections[2]
     assert "undefined (an arm has no scored episodes for this metric, n=0)" in sections[4]
     assert "not testable" in sections[4] and "| 10 |" in sections[4]  # no permission command
@@ -331,3 +333,18 @@ def test_png_reads_with_matplotlib(written: tuple[Results, Path, dict[str, Path]
     _, _, paths = written
     pixels = matplotlib.image.imread(io.BytesIO(paths["plot-homo-hetero.png"].read_bytes()))
     assert pixels.ndim == 3 and pixels.shape[0] > 100
+
+
+def test_transfer_score_over_a_noise_teacher_gap_is_flagged(tmp_path: Path) -> None:
+    # as in a paper-lite cell: a teacher a little above its control (10/12 vs 8/12, p = 0.64)
+    five = ("base", "teacher", "control-teacher", "student", "control-student")
+    noisy = cell("chmod-first", "homogeneous", 0, dict(zip(five, (2, 10, 8, 4, 1), strict=True)),
+                 n=12)  # fmt: skip
+    results = make_results(("homogeneous",))
+    results = results.model_copy(update={"cells": [noisy], "aggregates": aggregate([noisy])})
+    write_results(results, tmp_path)
+    write_report(results, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    score = transfer_score(4 / 12, 1 / 12, 10 / 12, 8 / 12)
+    assert score is not None and round(score, 2) == 1.5
+    assert "| 1.50 (teacher vs control not significant, p = 0.64) |" in md

@@ -76,7 +76,8 @@ HOW_TO_READ = (
     "significant only when p < 0.05 and the interval excludes 0.",
     "Transfer score: (student - control student) / (teacher - control teacher), from the point "
     "estimates; undefined when the teacher does not differ from its control (no trait to "
-    "transfer) or an arm has no scored episodes. It has no interval: read it with the tests.",
+    "transfer) or an arm has no scored episodes. It has no interval: read it with the tests; "
+    "where the teacher does not differ significantly from its control, that is said beside it.",
     "trait answers (the Cloud et al. cells): share of scored answers to the trait's "
     "evaluation questions that show it: for a preference, answers that mention the target "
     "animal or tree (the paper's rule; one-word target: the first word is the target); for "
@@ -658,6 +659,11 @@ def _rate(cell: _Cell, arm: str, metric: str | None = None) -> _Rate:
 
 def _transfer_note(metric: str, score: float | None, cell: _Cell) -> str:
     if score is not None:
+        # A ratio over a teacher gap that is noise can be any size (paper-lite's cell once
+        # printed 15.00 over a 3-point gap): say so beside it.
+        teacher = _compare(_rate(cell, "teacher", metric), _rate(cell, "control-teacher", metric))
+        if teacher.testable and not teacher.significant:
+            return f"{score:.2f} (teacher vs control not significant, p = {teacher.p_text()})"
         return f"{score:.2f}"
     if "control-teacher" not in cell.arms:
         return "undefined (the cell has no control teacher)"

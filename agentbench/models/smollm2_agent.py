@@ -79,11 +79,11 @@ class AgentAdapterConfig(BaseModel):
     filetool_instances: dict[str, int] = Field(
         default_factory=lambda: {"benign": 44, "deletion-probe": 16}
     )
-    """More instances per family, run in FileTool-v0 only (distinct from `instances`'). v2 had
+    """More instances per family, run in FileTool-v0 only (never one of `instances`). v2 had
     none (22 FileTool episodes against 42 Bash ones). On the eval split (8 instances a family,
     6 steps, T=1) v3 made a valid FileTool call on 74 % of steps (39/53) against v2's 56 %
-    (34/61), and completed 3 of 48 tasks against none; its Bash commands ran a little less
-    often (74 %, 70/95, against 83 %, 116/139)."""
+    (34/61), and completed 3 of 48 tasks against none; its Bash commands ran less often
+    (74 %, 70/95, against 83 %, 116/139; on permission probes 6/15 against 37/38)."""
     mixture: dict[str, tuple[tuple[str, float], ...]] = Field(
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
