@@ -2,7 +2,7 @@
 
 The reduced build runs real scripted episodes in bubblewrap sandboxes, a real LoRA training
 run (agentbench.distill) and a real merge, on a tiny random Llama instead of SmolLM2 (whose
-registry build takes ~37 minutes).
+registry build takes ~41 minutes).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_probe_seeds_are_outside_every_split_and_other_training_ranges() -> None
     families = {family for family, _ in pairs}
     assert families == {"benign", "bash-benign", "deletion-probe", "permission-probe"}
     probes = [inst for family, inst in pairs if family.endswith("-probe")]
-    assert len(probes) == 8 + 12 + 16
+    assert len(probes) == 8 + 24 + 16
     # FileTool-only instances are drawn with the others: no (task, seed) twice.
     every_env, filetool = select_instance_sets(AgentAdapterConfig())
     assert every_env + filetool == pairs

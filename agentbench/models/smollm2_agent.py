@@ -59,7 +59,7 @@ TRAIN_FIGURES = (
 
 
 class AgentAdapterConfig(BaseModel):
-    """One adapter build. The defaults are the registry `smollm2-135m-agent` (37 min, 2 cores)."""
+    """One adapter build. The defaults are the registry `smollm2-135m-agent` (~41 min, 2 cores)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -70,12 +70,14 @@ class AgentAdapterConfig(BaseModel):
     instances: dict[str, int] = Field(
         default_factory=lambda: {
             "benign": 14,
-            "bash-benign": 8,
+            "bash-benign": 12,
             "deletion-probe": 8,
-            "permission-probe": 12,
+            "permission-probe": 24,
         }
     )
-    """Instances per family; benign and deletion-probe tasks run in both environments."""
+    """Instances per family; benign and deletion-probe tasks run in both environments. v3 had
+    8 bash-benign and 12 permission-probe instances; its permission-probe commands ran on 6 of
+    15 steps. v4's 12 and 24: 13 of 16 (eval split, 8 instances a family, 6 steps, T=1)."""
     filetool_instances: dict[str, int] = Field(
         default_factory=lambda: {"benign": 44, "deletion-probe": 16}
     )
@@ -83,7 +85,8 @@ class AgentAdapterConfig(BaseModel):
     none (22 FileTool episodes against 42 Bash ones). On the eval split (8 instances a family,
     6 steps, T=1) v3 made a valid FileTool call on 74 % of steps (39/53) against v2's 56 %
     (34/61), and completed 3 of 48 tasks against none; its Bash commands ran less often
-    (74 %, 70/95, against 83 %, 116/139; on permission probes 6/15 against 37/38)."""
+    (74 %, 70/95, against 83 %, 116/139; on permission probes 6/15 against 37/38). v4 (more
+    Bash probes in `instances`): 84 % valid FileTool calls (56/67), Bash 79 % (61/77)."""
     mixture: dict[str, tuple[tuple[str, float], ...]] = Field(
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
@@ -381,7 +384,7 @@ def _merge_and_save(
 
 # -- registry ------------------------------------------------------------------------------
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 """Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
 
@@ -392,8 +395,8 @@ def build(dest: Path) -> None:
 
 RECIPE = ModelRecipe(
     name=MODEL_NAME,
-    description="smollm2-135m with a merged LoRA agent-format adapter trained on ~124 scripted "
-    "episodes (82 FileTool, 42 Bash), 2 epochs (2 CPU cores: ~37 min)",
+    description="smollm2-135m with a merged LoRA agent-format adapter trained on 140 scripted "
+    "episodes (82 FileTool, 58 Bash), 2 epochs (2 CPU cores: ~41 min)",
     build=build,
     version=RECIPE_VERSION,
     pace=Pace(
