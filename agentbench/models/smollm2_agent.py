@@ -117,11 +117,9 @@ class AgentAdapterConfig(BaseModel):
     def _known_families(cls, value: dict[str, int]) -> dict[str, int]:
         if not value or all(n <= 0 for n in value.values()):
             raise ValueError("needs at least one family with a positive instance count")
-        if any(n < 0 for n in value.values()):
-            raise ValueError("instance counts must be >= 0")
         return value
 
-    @field_validator("filetool_instances")
+    @field_validator("instances", "filetool_instances")
     @classmethod
     def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
         if any(n < 0 for n in value.values()):
@@ -159,9 +157,6 @@ def small_config(base_model: str, seed: int = 0) -> AgentAdapterConfig:
 
 
 # -- data ----------------------------------------------------------------------------------
-
-
-FILETOOL = "agentbench/FileTool-v0"
 
 
 def select_instances(config: AgentAdapterConfig) -> list[tuple[str, Any]]:
@@ -210,13 +205,14 @@ def collect_examples(
     Returns counts (episodes, kept, per family/style) and the instances used. Raises ValueError
     when no episode succeeded.
     """
+    from agentbench.envs import FILETOOL_ID
     from agentbench.models.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
 
     every_env, filetool = select_instance_sets(config)
     used = [
         {"family": f, "task_id": i.task_id, "seed": i.seed, "envs": envs}
-        for part, envs in ((every_env, "all"), (filetool, FILETOOL))
+        for part, envs in ((every_env, "all"), (filetool, FILETOOL_ID))
         for f, i in part
     ]
     stats: dict[str, Any] = {"episodes": 0, "kept": 0, "by": {}, "instances": used}
@@ -225,7 +221,7 @@ def collect_examples(
     with tempfile.TemporaryDirectory(prefix="smollm2-agent-episodes-") as tmp:
         for part, env_ids, label in (
             (every_env, None, "all"),
-            (filetool, (FILETOOL,), "filetool"),
+            (filetool, (FILETOOL_ID,), "filetool"),
         ):
             if not part:
                 continue
