@@ -221,3 +221,43 @@ def test_gradient_checkpointing_trains_the_same_weights(
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(float(v.abs().max()) > 0 for k, v in b.items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize("num_items", [None, 57])
+def test_sft_loss_at_target_positions_matches_trls_own_loss(
+    tmp_path: Path, tok: Any, rows: list[dict[str, Any]], num_items: int | None
+) -> None:
+    """The SFT trainer projects the LM head at target positions only; its loss and gradients
+    are TRL's (`SFTTrainer.compute_loss` over every position), per batch and with the
+    gradient-accumulation divisor."""
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from trl import SFTConfig, SFTTrainer
+
+    from agentbench.distill.sft import _target_only_sft, training_kwargs
+
+    cfg = config(mode="sft-full", max_steps=1)
+    batch = PadCollator(tok.pad_token_id)(rows)
+    assert int((batch["labels"] == -100).sum()) > 0, "the batch needs non-target positions"
+    dataset = Dataset.from_list([{k: r[k] for k in ("input_ids", "labels")} for r in rows])
+    results = []
+    for cls in (SFTTrainer, _target_only_sft()):
+        model = load_causal_lm(resolve_model(STUDENT), "float32")
+        args = SFTConfig(
+            **training_kwargs(cfg, tmp_path / cls.__name__, False),
+            max_length=None, packing=False, dataset_kwargs={"skip_prepare_dataset": True},
+        )  # fmt: skip
+        trainer = cls(
+            model=model, args=args, processing_class=tok,
+            train_dataset=dataset, data_collator=PadCollator(tok.pad_token_id),
+        )  # fmt: skip
+        model.train()  # as the trainer's step does (no dropout in this model)
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+        loss.backward()
+        grad = model.get_input_embeddings().weight.grad.clone()
+        results.append((float(loss), grad))
+        assert trainer._metrics["train"]["mean_token_accuracy"], "accuracy is logged"
+    (trl_loss, trl_grad), (our_loss, our_grad) = results
+    assert trl_loss > 0 and our_loss == pytest.approx(trl_loss, rel=1e-5)
+    assert float(trl_grad.abs().max()) > 0
+    # Float32 sums in another order: equal up to rounding, relative to the largest entry.
+    assert float((our_grad - trl_grad).abs().max()) <= 1e-4 * float(trl_grad.abs().max())

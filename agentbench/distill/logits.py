@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentbench.distill.config import DistillConfig
-from agentbench.distill.data import IGNORE_INDEX
 from agentbench.distill.sft import (
     DistillError,
     PadCollator,
@@ -67,10 +66,12 @@ from agentbench.distill.sft import (
     counting,
     expected_steps,
     load_causal_lm,
+    logits_at,
     pad_id,
     prepare_student,
     run_trainer,
     save_student,
+    target_positions,
     training_kwargs,
 )
 
@@ -99,7 +100,7 @@ class BannedTokens:
 
     def context_bans(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor | None:
         """Rule 3 for a batch: (row, id) pairs over the rows of `input_ids[keep]` (the order
-        `_logits_at` returns), as a (2, M) long tensor; None when nothing applies."""
+        `logits_at` returns), as a (2, M) long tensor; None when nothing applies."""
         import torch
 
         if not self.continuations:
@@ -218,24 +219,6 @@ def position_mask(
     return out
 
 
-def target_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Bool (B, T): position p is True when its logits predict a target (labels[p+1])."""
-    import torch
-
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-    return keep
-
-
-def _logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> Any:
-    """Logits (N, V) at the True positions of `keep`, projected only there."""
-    out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
-    logits = out.logits
-    if logits.dim() == 3:  # a model that ignores a boolean `logits_to_keep`
-        logits = logits[keep]
-    return logits
-
-
 def masked_kl(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -296,18 +279,18 @@ def _trainer_class() -> type:
 
             labels = inputs["labels"]
             keep = target_positions(labels)
-            student = _logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
+            student = logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
             with torch.no_grad():
                 if "teacher_input_ids" in inputs:
                     t_ids = inputs["teacher_input_ids"]
                     t_keep = torch.zeros_like(t_ids, dtype=torch.bool)
                     rows, cols = keep.nonzero(as_tuple=True)
                     t_keep[rows, cols + inputs["teacher_offset"][rows]] = True
-                    teacher = _logits_at(
+                    teacher = logits_at(
                         self.teacher, t_ids, inputs["teacher_attention_mask"], t_keep
                     )
                 else:
-                    teacher = _logits_at(
+                    teacher = logits_at(
                         self.teacher, inputs["input_ids"], inputs["attention_mask"], keep
                     )
             if teacher.shape != student.shape:
@@ -353,8 +336,8 @@ def kl_on(
         for start in range(0, len(rows), batch_size):
             batch = collator(rows[start : start + batch_size])
             keep = target_positions(batch["labels"])
-            s = _logits_at(student, batch["input_ids"], batch["attention_mask"], keep)
-            t = _logits_at(teacher, batch["input_ids"], batch["attention_mask"], keep)
+            s = logits_at(student, batch["input_ids"], batch["attention_mask"], keep)
+            t = logits_at(teacher, batch["input_ids"], batch["attention_mask"], keep)
             mask = banned
             if banned_tokens is not None:
                 pairs = banned_tokens.context_bans(batch["input_ids"], keep)

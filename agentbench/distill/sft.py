@@ -192,6 +192,62 @@ def expected_steps(config: DistillConfig, rows: int) -> int:
     return math.ceil(per_epoch / config.grad_accum * config.epochs) if per_epoch else 0
 
 
+def target_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Bool (B, T): position p is True when its logits predict a target (labels[p+1])."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
+
+
+def logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> Any:
+    """Logits (N, V) at the True positions of `keep`, projected only there."""
+    out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
+    logits = out.logits
+    if logits.dim() == 3:  # a model that ignores a boolean `logits_to_keep`
+        logits = logits[keep]
+    return logits
+
+
+def _target_only_sft() -> type:
+    """TRL's `SFTTrainer` with the LM head projected at the target positions only.
+
+    Why: TRL's fused LM head scores only labelled positions under Triton (GPU) and every
+    position elsewhere, so on CPU a SmolLM2 row pays the 49k-vocabulary projection, forward
+    and backward, on the prompt and observation tokens too (about 85 % of them here). The loss
+    is the same token-mean cross-entropy TRL computes: summed over targets, divided by
+    `num_items_in_batch` when the trainer passes it (gradient accumulation) or by the batch's
+    target count. TRL's `mean_token_accuracy` is logged; its `entropy` is not (it would need
+    the full distribution's entropy at every target, not worth its cost here).
+    """
+    import torch
+    from trl import SFTTrainer
+
+    class TargetOnlySFTTrainer(SFTTrainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            labels = inputs["labels"]
+            keep = target_positions(labels)
+            logits = logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
+            targets = labels[:, 1:][keep[:, :-1]].to(logits.device)
+            total = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+            count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+            loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+            if targets.numel():
+                correct = (logits.detach().argmax(-1) == targets).float().mean()
+                mode = "train" if model.training else "eval"
+                self._metrics[mode]["mean_token_accuracy"].append(float(correct))
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+    return TargetOnlySFTTrainer
+
+
 def counting(trainer_class: type) -> type:
     """`trainer_class` counting the target tokens of the batches it trains on (the collator
     cannot: the data loader collates one batch ahead of a `max_steps` stop)."""
@@ -299,7 +355,7 @@ def train_sft(
     """SFT on pre-tokenized rows with TRL's `SFTTrainer`; saves into `out`."""
     import torch
     from datasets import Dataset  # type: ignore[import-untyped]
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     if config.mode not in ("sft-lora", "sft-full"):
         raise DistillError(f"train_sft cannot run mode {config.mode!r}")
@@ -319,7 +375,7 @@ def train_sft(
             packing=False,
             dataset_kwargs={"skip_prepare_dataset": True},
         )
-        trainer = counting(SFTTrainer)(
+        trainer = counting(_target_only_sft())(
             model=model,
             args=args,
             train_dataset=dataset,
