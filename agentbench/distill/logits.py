@@ -71,6 +71,7 @@ from agentbench.distill.sft import (
     prepare_student,
     run_trainer,
     save_student,
+    target_logits,
     target_positions,
     training_kwargs,
 )
@@ -277,9 +278,7 @@ def _trainer_class() -> type:
         ) -> Any:
             import torch
 
-            labels = inputs["labels"]
-            keep = target_positions(labels)
-            student = logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
+            keep, student = target_logits(model, inputs)
             with torch.no_grad():
                 if "teacher_input_ids" in inputs:
                     t_ids = inputs["teacher_input_ids"]

@@ -210,6 +210,12 @@ def logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Ten
     return logits
 
 
+def target_logits(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    """`target_positions` of a collated batch, and `model`'s logits (N, V) there."""
+    keep = target_positions(inputs["labels"])
+    return keep, logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
+
+
 def _target_only_sft() -> type:
     """TRL's `SFTTrainer` with the LM head projected at the target positions only.
 
@@ -232,10 +238,8 @@ def _target_only_sft() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            labels = inputs["labels"]
-            keep = target_positions(labels)
-            logits = logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
-            targets = labels[:, 1:][keep[:, :-1]].to(logits.device)
+            keep, logits = target_logits(model, inputs)
+            targets = inputs["labels"][:, 1:][keep[:, :-1]].to(logits.device)
             total = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
             count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
             loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
