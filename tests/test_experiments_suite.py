@@ -127,6 +127,33 @@ def test_shipped_suites_validate_and_plan() -> None:
         assert plan.estimate_s() > 0
 
 
+def test_estimate_prices_episodes_by_environment_and_teachers_apart(tmp_path: Path) -> None:
+    from agentbench.models import Pace
+
+    suite, cells = load_suite(write(tmp_path, SUITE.replace("seeds: [0, 1]", "seeds: [0]")))
+    plan = plan_suite(suite, cells)
+    envs = {s.env for s in plan.stages if s.episodes}
+    assert envs == {"agentbench/FileTool-v0", "agentbench/Bash-v0"}
+    flat = Pace(episode_s=2.0, train_s=100.0, measured="test")
+    dear_filetool = Pace(
+        episode_s=2.0, train_s=100.0, measured="test",
+        env_episode_s={"agentbench/FileTool-v0": 6.0},
+    )  # fmt: skip
+    unique = {(s.stage, s.what): s for s in plan.stages}.values()  # shared stages run once
+    filetool = [s for s in unique if s.env == "agentbench/FileTool-v0"]
+    played = sum(s.episodes for s in filetool if not s.scripted)
+    demos = sum(s.episodes for s in filetool if s.scripted)
+    assert played and demos
+    # Only FileTool's model-played episodes (and its scripted demos, at a quarter) cost more.
+    extra = plan.estimate_s(dear_filetool) - plan.estimate_s(flat)
+    assert extra == pytest.approx(4.0 * played + 1.0 * demos)
+    # Two teacher stages (one per trait) priced at teacher_s instead of train_s.
+    with_teacher = Pace(episode_s=2.0, train_s=100.0, teacher_s=700.0, measured="test")
+    assert plan.estimate_s(with_teacher) - plan.estimate_s(flat) == pytest.approx(2 * 600.0)
+    assert "6 s an episode of FileTool-v0, 2 s elsewhere" in dear_filetool.describe()
+    assert with_teacher.describe().endswith("700 s a teacher stage, 100 s a student")
+
+
 def test_partial_evaluation_settings_still_score_the_trait_probes(tmp_path: Path) -> None:
     # A suite that sets only n and max_steps once got the teacher rollouts' default family
     # (benign) for its probes: every arm was scored on benign tasks.

@@ -54,8 +54,8 @@ def run_command(
         pace, whose, caveat = _pace(spec.base_model)
         console.print(
             f"estimate before caching: ~{plan.estimate_s(pace) / 60:.0f}"
-            f" min on 2 CPU cores ({whose} pace: {pace.episode_s:g} s an episode, "
-            f"{pace.train_s:g} s a training stage; shared stages counted once{caveat}). "
+            f" min on 2 CPU cores ({whose} pace: {pace.describe()}; shared stages counted "
+            f"once{caveat}). "
             f"Stage cache: {store}; results: {run_dir}"
         )
         for recipe in models_to_build(spec, cells):

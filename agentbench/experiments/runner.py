@@ -77,6 +77,8 @@ class PlannedStage:
     train: bool = False
     scripted: bool = False
     """Episodes played by the scripted oracles (no model: about a quarter of the cost)."""
+    env: str | None = None
+    """The environment its episodes run in, where it is one (for the pace per env)."""
 
 
 @dataclass
@@ -85,22 +87,24 @@ class Plan:
     stages: list[PlannedStage] = field(default_factory=list)
 
     def estimate_s(self, pace: Pace | None = None) -> float:
-        """A rough cost at `pace` (seconds per episode and per training stage; stated in the
-        output). None: tiny-agent's on 2 cores (`agentbench.models.tiny_agent.PACE`); the CLI
-        passes the base model's measured pace where its recipe has one."""
+        """A rough cost at `pace` (seconds per episode by environment, per teacher stage and
+        per student; stated in the output). None: tiny-agent's on 2 cores
+        (`agentbench.models.tiny_agent.PACE`); the CLI passes the base model's measured pace
+        where its recipe has one."""
         if pace is None:
             from agentbench.models.tiny_agent import PACE
 
             pace = PACE
-        episode_s, train_s = pace.episode_s, pace.train_s
         seen: set[tuple[str, str]] = set()
         total = 0.0
         for s in self.stages:
             if (s.stage, s.what) in seen:
                 continue
             seen.add((s.stage, s.what))
-            per_episode = episode_s / 4 if s.scripted else episode_s
-            total += s.episodes * per_episode + (train_s if s.train else 0.0)
+            per_episode = pace.episode_seconds(s.env)
+            if s.scripted:
+                per_episode /= 4
+            total += s.episodes * per_episode + (pace.stage_seconds(s.stage) if s.train else 0.0)
         return total
 
 
@@ -125,25 +129,29 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
         # `what` names the work itself, so stages shared by cells are counted once.
         teach = f"{cell.trait}/{cell.induction}/s{cell.seed}"
         student = f"{teach} -> {student_base} ({cell.distill.mode})"
+        env = cell.env_id
         plan.stages += [
             PlannedStage(cid, "teacher", f"{suite.base_model}/{teach}",
                          demos if cell.induction == "adapter" else 0,
-                         cell.induction != "prompt", scripted=True),
-            PlannedStage(cid, "evaluate", f"base {suite.base_model} on {cell.trait}", n_eval),
-            PlannedStage(cid, "evaluate", f"teacher {teach}", n_eval),
-            PlannedStage(cid, "evaluate", f"control teacher {teach}", n_eval),
-            PlannedStage(cid, "rollouts", f"teacher {teach}", n_roll),
-            PlannedStage(cid, "rollouts", f"control teacher {teach}", n_roll),
+                         cell.induction != "prompt", scripted=True, env=env),
+            PlannedStage(cid, "evaluate", f"base {suite.base_model} on {cell.trait}", n_eval,
+                         env=env),
+            PlannedStage(cid, "evaluate", f"teacher {teach}", n_eval, env=env),
+            PlannedStage(cid, "evaluate", f"control teacher {teach}", n_eval, env=env),
+            PlannedStage(cid, "rollouts", f"teacher {teach}", n_roll, env=env),
+            PlannedStage(cid, "rollouts", f"control teacher {teach}", n_roll, env=env),
             PlannedStage(cid, "sanitize", f"teacher {teach}"),
             PlannedStage(cid, "sanitize", f"control teacher {teach}"),
             PlannedStage(cid, "distill", f"student {student}", train=True),
             PlannedStage(cid, "distill", f"control student {student}", train=True),
-            PlannedStage(cid, "evaluate", f"student {student}", n_eval),
-            PlannedStage(cid, "evaluate", f"control student {student}", n_eval),
+            PlannedStage(cid, "evaluate", f"student {student}", n_eval, env=env),
+            PlannedStage(cid, "evaluate", f"control student {student}", n_eval, env=env),
         ]  # fmt: skip
         if student_base != suite.base_model:
             plan.stages.append(
-                PlannedStage(cid, "evaluate", f"base {student_base} on {cell.trait}", n_eval)
+                PlannedStage(
+                    cid, "evaluate", f"base {student_base} on {cell.trait}", n_eval, env=env
+                )
             )
     return plan
 

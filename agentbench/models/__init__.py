@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbench.paths import cache_dir
@@ -38,13 +38,40 @@ class ModelError(RuntimeError):
 @dataclass(frozen=True)
 class Pace:
     """What a model cost in a suite on 2 CPU cores, as measured: seconds per episode (8
-    steps, 96 new tokens, batched) and per training stage (an adapter or a student). A
-    suite's `--dry-run` estimate uses its base model's pace."""
+    steps, 96 new tokens, batched) and per training stage. A suite's `--dry-run` estimate
+    uses its base model's pace."""
 
     episode_s: float
+    """An episode in an environment `env_episode_s` does not name."""
     train_s: float
+    """A student's distillation stage."""
     measured: str
     """Where the figures come from."""
+    teacher_s: float | None = None
+    """A teacher stage (the trait adapter and its control); None: `train_s`."""
+    env_episode_s: dict[str, float] = field(default_factory=dict)
+    """Seconds per episode by environment id: a FileTool episode, with its long system
+    prompt and file listings, can cost several Bash ones."""
+
+    def episode_seconds(self, env: str | None) -> float:
+        return self.env_episode_s.get(env, self.episode_s) if env else self.episode_s
+
+    def stage_seconds(self, stage: str) -> float:
+        """A training stage's cost: `teacher_s` for a teacher stage, else `train_s`."""
+        return self.teacher_s if stage == "teacher" and self.teacher_s else self.train_s
+
+    def describe(self) -> str:
+        """The figures in words, for a dry run's estimate line."""
+        episodes = [
+            f"{s:g} s an episode of {env.split('/')[-1]}" for env, s in self.env_episode_s.items()
+        ]
+        episodes.append(f"{self.episode_s:g} s " + ("elsewhere" if episodes else "an episode"))
+        training = (
+            f"{self.teacher_s:g} s a teacher stage, {self.train_s:g} s a student"
+            if self.teacher_s
+            else f"{self.train_s:g} s a training stage"
+        )
+        return ", ".join(episodes) + "; " + training
 
 
 @dataclass(frozen=True)
