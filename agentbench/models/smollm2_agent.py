@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentbench.envs import BASH_ID, FILETOOL_ID
 from agentbench.models import ModelError, ModelRecipe, Pace
 from agentbench.models.tiny_agent import DEFAULT_MIXTURE
 
@@ -205,7 +206,6 @@ def collect_examples(
     Returns counts (episodes, kept, per family/style) and the instances used. Raises ValueError
     when no episode succeeded.
     """
-    from agentbench.envs import FILETOOL_ID
     from agentbench.models.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
 
@@ -396,12 +396,14 @@ RECIPE = ModelRecipe(
     build=build,
     version=RECIPE_VERSION,
     pace=Pace(
-        episode_s=6.0,
-        train_s=400.0,
-        measured="paper-lite's chmod-first cell at 16 episodes a stage (2026-11-29, prefix "
-        "cache on): 16-episode evaluations in 52-76 s and teacher rollouts in 84-109 s "
-        "(Bash; 16 FileTool episodes took 219 s), a teacher stage (two adapters) 9 min, an "
-        "sft-lora student on 13-15 trajectories 166 s",
+        episode_s=9.0,
+        env_episode_s={FILETOOL_ID: 11.5, BASH_ID: 6.5},
+        teacher_s=600.0,
+        train_s=180.0,
+        measured="suites/paper-lite.yaml on v4 (2026-11-30, 16 episodes a stage, 3,914 s in "
+        "all): FileTool evaluations 118-222 s and rollouts 158-237 s; Bash evaluations "
+        "66-160 s and rollouts 76-98 s; a teacher stage (two adapters on 24 demonstrations) "
+        "556-634 s; an sft-lora student 129-261 s",
     ),
 )
 
