@@ -95,7 +95,9 @@ def test_dry_run_estimates_at_the_base_models_measured_pace(
     assert "tiny-agent's pace: 0.8 s an episode" in smoke_out
     paper, paper_out = estimate("paper-lite.yaml")
     assert "smollm2-135m-agent's pace" in paper_out
-    assert paper > 10 * smoke
+    assert "s an episode of FileTool-v0" in paper_out and "s a teacher stage" in paper_out
+    # paper-lite at SmolLM2's pace (measured 65 min) against smoke at tiny-agent's (~10 min).
+    assert paper > 5 * smoke
 
 
 @pytest.mark.bwrap
