@@ -254,7 +254,7 @@ def test_sft_loss_at_target_positions_matches_trls_own_loss(
         loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
         loss.backward()
         grad = model.get_input_embeddings().weight.grad.clone()
-        results.append((float(loss), grad))
+        results.append((float(loss.detach()), grad))
         assert trainer._metrics["train"]["mean_token_accuracy"], "accuracy is logged"
     (trl_loss, trl_grad), (our_loss, our_grad) = results
     assert trl_loss > 0 and our_loss == pytest.approx(trl_loss, rel=1e-5)
