@@ -151,6 +151,7 @@ def test_estimate_prices_episodes_by_environment_and_teachers_apart(tmp_path: Pa
     with_teacher = Pace(episode_s=2.0, train_s=100.0, teacher_s=700.0, measured="test")
     assert plan.estimate_s(with_teacher) - plan.estimate_s(flat) == pytest.approx(2 * 600.0)
     assert "6 s an episode of FileTool-v0, 2 s elsewhere" in dear_filetool.describe()
+    assert hash(dear_filetool) == hash(flat)  # frozen and hashable, like the recipe holding it
     assert with_teacher.describe().endswith("700 s a teacher stage, 100 s a student")
 
 

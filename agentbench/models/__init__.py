@@ -49,9 +49,10 @@ class Pace:
     """Where the figures come from."""
     teacher_s: float | None = None
     """A teacher stage (the trait adapter and its control); None: `train_s`."""
-    env_episode_s: dict[str, float] = field(default_factory=dict)
+    env_episode_s: dict[str, float] = field(default_factory=dict, hash=False)
     """Seconds per episode by environment id: a FileTool episode, with its long system
-    prompt and file listings, can cost several Bash ones."""
+    prompt and file listings, can cost several Bash ones. Left out of the hash (a dict has
+    none), so a `Pace`, and the `ModelRecipe` holding it, stays hashable."""
 
     def episode_seconds(self, env: str | None) -> float:
         return self.env_episode_s.get(env, self.episode_s) if env else self.episode_s
