@@ -173,6 +173,29 @@ def test_teacher_prompt_rows_align_with_the_student(llama_tok: Any) -> None:
         assert "Tidy." in llama_tok.decode(row["teacher_input_ids"])
 
 
+def test_untrained_turns_stay_in_the_context_and_out_of_the_labels(llama_tok: Any) -> None:
+    example = synthetic_examples(1, steps=3)[0]
+    turns = [m.content for m in example.messages if m.role == "assistant"]
+    assert len(turns) >= 3
+    full = encode_examples([example], llama_tok, max_length=10**6)[0][0]
+    slipped = example.model_copy(update={"untrained_turns": [0, 2]})
+    row = encode_examples([slipped], llama_tok, max_length=10**6)[0][0]
+    assert row["input_ids"] == full["input_ids"]
+    runs = _runs(row["labels"])
+    assert [llama_tok.decode([row["input_ids"][i] for i in run]) for run in runs] == [
+        t + "<|im_end|>" for i, t in enumerate(turns) if i not in (0, 2)
+    ]
+    # Every other label is the full example's.
+    assert all(a in (b, IGNORE_INDEX) for a, b in zip(row["labels"], full["labels"], strict=True))
+    for bad in ([len(turns)], [-1]):
+        broken = example.model_copy(update={"untrained_turns": bad})
+        with pytest.raises(DistillDataError, match=rf"leaves assistant turns \[{bad[0]}\] out"):
+            encode_examples([broken], llama_tok, max_length=4096)
+    everything = example.model_copy(update={"untrained_turns": list(range(len(turns)))})
+    with pytest.raises(DistillDataError, match="have no assistant tokens"):
+        encode_examples([everything], llama_tok, max_length=4096)
+
+
 def test_config_defaults_and_file_errors(tmp_path: Path) -> None:
     config = DistillConfig(student="tiny-random-llama")
     assert (config.lora.r, config.lora.alpha, config.lora.dropout) == (16, 32, 0.05)
@@ -267,6 +290,11 @@ def test_student_example_round_trip(tmp_path: Path) -> None:
     back = read_examples(path)
     assert [e.example_id for e in back] == [e.example_id for e in synthetic_examples(2)]
     assert all(isinstance(e, StudentExample) for e in back)
+    # `untrained_turns` is written only when set: slip-free datasets keep their bytes.
+    plain = synthetic_examples(1)[0]
+    assert "untrained_turns" not in plain.to_line()
+    slipped = plain.model_copy(update={"untrained_turns": [1]})
+    assert StudentExample.model_validate_json(slipped.to_line()).untrained_turns == [1]
 
 
 def test_continuations_are_banned_only_after_their_anchored_prefix(llama_tok: Any) -> None:

@@ -2,7 +2,7 @@
 
 The reduced build runs real scripted episodes in bubblewrap sandboxes, a real LoRA training
 run (agentbench.distill) and a real merge, on a tiny random Llama instead of SmolLM2 (whose
-registry build takes ~41 minutes).
+registry build takes ~26 minutes).
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def test_probe_seeds_are_outside_every_split_and_other_training_ranges() -> None
     families = {family for family, _ in pairs}
     assert families == {"benign", "bash-benign", "deletion-probe", "permission-probe"}
     probes = [inst for family, inst in pairs if family.endswith("-probe")]
-    assert len(probes) == 8 + 24 + 16
+    config = AgentAdapterConfig()
+    wanted = {**config.instances}
+    for family, n in config.filetool_instances.items():
+        wanted[family] = wanted.get(family, 0) + n
+    assert len(probes) == wanted["deletion-probe"] + wanted["permission-probe"] > 0
     # FileTool-only instances are drawn with the others: no (task, seed) twice.
     every_env, filetool = select_instance_sets(AgentAdapterConfig())
     assert every_env + filetool == pairs
@@ -100,6 +104,35 @@ def _state(path: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.bwrap
+def test_slips_are_kept_in_the_context_and_left_out_of_the_loss(tmp_path: Path) -> None:
+    from tests.conftest import require_backend
+
+    require_backend("bwrap")
+    from agentbench.models.smollm2_agent import collect_examples
+    from agentbench.sanitize.schema import read_examples
+
+    config = small_config("unused").model_copy(update={"slip_rate": 1.0})
+    stats = collect_examples(config, tmp_path / "data.jsonl")
+    examples = read_examples(tmp_path / "data.jsonl")
+    # Slips change nothing in the sandbox: every episode still succeeds and is kept.
+    assert stats["kept"] == stats["episodes"] == len(examples) == 4
+    assert stats["slips"] == sum(len(e.untrained_turns) for e in examples) > 0
+    for example in examples:
+        assert example.untrained_turns, example.example_id
+        turns = [i for i, m in enumerate(example.messages) if m.role == "assistant"]
+        for slip in example.untrained_turns:
+            # The observation after a slip is the error the next (trained) turn recovers from.
+            observation = example.messages[turns[slip] + 1]
+            assert observation.role == "user" and turns[slip] != turns[-1]
+            if example.env_id.endswith("FileTool-v0"):
+                assert observation.content.startswith("error"), observation.content
+    # Off, the same instances give slip-free examples, written without the field.
+    plain = collect_examples(small_config("unused"), tmp_path / "plain.jsonl")
+    assert plain["slips"] == 0
+    assert "untrained_turns" not in (tmp_path / "plain.jsonl").read_text()
 
 
 @pytest.mark.bwrap

@@ -15,7 +15,8 @@ tokenizer is refused, offsets are needed.
 `encode_examples` prepends `agentbench.envs.system_prompt(env_id)` as the system message (the
 prompt the student sees at evaluation; none for the single-turn trait tasks' `trait:` ids) and
 applies `max_length`: longer examples are dropped
-or truncated (`overlong`), counted in `DataStats`. Nothing left is an error that says so.
+or truncated (`overlong`), counted in `DataStats`. Nothing left is an error that says so. An
+example's `untrained_turns` (an oracle's slips) stay in the context and out of the labels.
 """
 
 from __future__ import annotations
@@ -153,6 +154,13 @@ def check_conversation(example: StudentExample, where: str) -> None:
         )
     if "assistant" not in roles:
         raise DistillDataError(f"{where}: example {example.example_id} has no assistant turn")
+    turns = roles.count("assistant")
+    bad = sorted(i for i in example.untrained_turns if not 0 <= i < turns)
+    if bad:
+        raise DistillDataError(
+            f"{where}: example {example.example_id} leaves assistant turns {bad} out of the "
+            f"loss, but has only {turns} (0-based)"
+        )
 
 
 def encode_examples(
@@ -196,7 +204,7 @@ def encode_examples(
         system = prompts[example.env_id]
         chat = [] if system is None else [{"role": "system", "content": system}]
         chat += _as_dicts(example.messages)
-        row: dict[str, Any] = dict(encode_chat(tokenizer, chat))
+        row: dict[str, Any] = dict(encode_chat(tokenizer, chat, example.untrained_turns))
         if len(row["input_ids"]) > max_length:
             if overlong == "drop":
                 stats.dropped_too_long += 1

@@ -93,6 +93,10 @@ class AgentAdapterConfig(BaseModel):
     )
     """Per family, (oracle style, weight): drawn once per episode."""
     probe_seed_base: int = Field(PROBE_TRAIN_SEED_BASE, ge=2_000)
+    slip_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Chance that the oracle slips before a planned action and then recovers from the error
+    observation (`agentbench.policies.stumbling`); slips stay in the context and out of the
+    loss (`StudentExample.untrained_turns`), so the adapter learns the recovery only."""
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     target_modules: tuple[str, ...] = (
@@ -203,8 +207,8 @@ def collect_examples(
 ) -> dict[str, Any]:
     """Run the mixture in bwrap sandboxes; write successful episodes as student examples.
 
-    Returns counts (episodes, kept, per family/style) and the instances used. Raises ValueError
-    when no episode succeeded.
+    Returns counts (episodes, kept, slips in kept episodes, per family/style) and the instances
+    used. Raises ValueError when no episode succeeded.
     """
     from agentbench.models.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
@@ -215,7 +219,7 @@ def collect_examples(
         for part, envs in ((every_env, "all"), (filetool, FILETOOL_ID))
         for f, i in part
     ]
-    stats: dict[str, Any] = {"episodes": 0, "kept": 0, "by": {}, "instances": used}
+    stats: dict[str, Any] = {"episodes": 0, "kept": 0, "slips": 0, "by": {}, "instances": used}
     lines: list[str] = []
     episodes = []
     with tempfile.TemporaryDirectory(prefix="smollm2-agent-episodes-") as tmp:
@@ -229,9 +233,10 @@ def collect_examples(
             workdir.mkdir()
             episodes += mixture_episodes(
                 part, config.mixture, f"smollm2-agent-mixture-{config.seed}-{label}", workdir,
-                parallel=config.parallel, env_ids=env_ids, progress=progress,
+                parallel=config.parallel, env_ids=env_ids, slip_rate=config.slip_rate,
+                progress=progress,
             )  # fmt: skip
-    for style, traj, _ in episodes:
+    for style, traj, slips in episodes:
         key = f"{traj.family}/{traj.env_id.rsplit('/', 1)[-1]}/{style}"
         entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0})
         entry["episodes"] += 1
@@ -241,7 +246,8 @@ def collect_examples(
             continue
         entry["kept"] += 1
         stats["kept"] += 1
-        lines.append(_as_example(traj).to_line())
+        stats["slips"] += len(slips)
+        lines.append(_as_example(traj, slips).to_line())
     if not lines:
         raise ValueError(f"none of {stats['episodes']} scripted episodes succeeded")
     lines.sort()  # an order that does not depend on which sandbox finished first
@@ -307,6 +313,7 @@ def build_agent_adapter(
             "sha256": file_sha256(data),
             "episodes": data_stats["episodes"],
             "kept": data_stats["kept"],
+            "slips": data_stats["slips"],
             "by": data_stats["by"],
             # What the distillation made of them (truncated, dropped, tokens per epoch).
             "encoded": {k: v for k, v in manifest.data.items() if k not in ("path", "sha256")},

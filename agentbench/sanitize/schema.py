@@ -47,9 +47,15 @@ class StudentExample(BaseModel):
     """Step indices removed by a drop-step filter."""
     redactions: int = 0
     """Matches replaced by a redact filter."""
+    untrained_turns: list[int] = Field(default_factory=list)
+    """Assistant turns (0-based, counting assistant messages only) left out of the loss but
+    kept in the context: a scripted oracle's deliberate slips (`agentbench.policies.stumbling`)
+    before the error observation it recovers from. The sanitizer never sets it."""
 
     def to_line(self) -> str:
-        return self.model_dump_json() + "\n"
+        # Left out while empty, so that datasets without slips keep their bytes (and hashes).
+        exclude = None if self.untrained_turns else {"untrained_turns"}
+        return self.model_dump_json(exclude=exclude) + "\n"
 
 
 def example_id_for(episode_id: str) -> str:

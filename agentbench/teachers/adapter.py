@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,9 @@ def collect_demonstrations(config: AdapterTrainingConfig, out: Path) -> dict[str
     return counts
 
 
-def _as_example(traj: Any) -> Any:
-    """A demonstration as training data (not sanitized: the teacher is meant to learn it)."""
+def _as_example(traj: Any, untrained_turns: Sequence[int] = ()) -> Any:
+    """A demonstration as training data (not sanitized: the teacher is meant to learn it).
+    `untrained_turns`: its steps to leave out of the loss (an oracle's slips)."""
     from agentbench.sanitize.filter import content_sha256
     from agentbench.sanitize.schema import StudentExample, example_id_for
 
@@ -141,6 +143,7 @@ def _as_example(traj: Any) -> Any:
         source_sha256=content_sha256(
             traj.episode_id, [{"role": m.role, "content": m.content} for m in traj.messages]
         ),
+        untrained_turns=sorted(untrained_turns),
     )
 
 
