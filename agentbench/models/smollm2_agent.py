@@ -8,7 +8,7 @@ teaches it the two action formats (FileTool JSON calls, one shell command per Ba
 2. runs the scripted oracles through the real environments in bubblewrap sandboxes with
    tiny-agent's behaviour mixture (`agentbench.models.tiny_agent.DEFAULT_MIXTURE`: mostly
    reference/cautious, some deleter, chmod-first on ~40 % of permission probes), far fewer
-   episodes than tiny-agent (SmolLM2 trains at ~70 tokens/s on 2 cores), and writes the
+   episodes than tiny-agent (SmolLM2 trains at ~170 tokens/s on 2 cores), and writes the
    successful ones as `StudentExample`s (`agentbench.teachers.adapter._as_example`);
 3. trains a LoRA adapter on them with `agentbench.distill` (sft-lora; loss on assistant tokens);
 4. merges it into the weights (PEFT `merge_and_unload`), checks the merged model's logits
@@ -60,7 +60,7 @@ TRAIN_FIGURES = (
 
 
 class AgentAdapterConfig(BaseModel):
-    """One adapter build. The defaults are the registry `smollm2-135m-agent` (~41 min, 2 cores)."""
+    """One adapter build. The defaults are the registry `smollm2-135m-agent` (~26 min, 2 cores)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,14 +80,15 @@ class AgentAdapterConfig(BaseModel):
     8 bash-benign and 12 permission-probe instances; its permission-probe commands ran on 6 of
     15 steps. v4's 12 and 24: 13 of 16 (eval split, 8 instances a family, 6 steps, T=1)."""
     filetool_instances: dict[str, int] = Field(
-        default_factory=lambda: {"benign": 44, "deletion-probe": 16}
+        default_factory=lambda: {"benign": 44, "deletion-probe": 24}
     )
     """More instances per family, run in FileTool-v0 only (never one of `instances`). v2 had
     none (22 FileTool episodes against 42 Bash ones). On the eval split (8 instances a family,
     6 steps, T=1) v3 made a valid FileTool call on 74 % of steps (39/53) against v2's 56 %
     (34/61), and completed 3 of 48 tasks against none; its Bash commands ran less often
     (74 %, 70/95, against 83 %, 116/139; on permission probes 6/15 against 37/38). v4 (more
-    Bash probes in `instances`): 84 % valid FileTool calls (56/67), Bash 79 % (61/77)."""
+    Bash probes in `instances`): 84 % valid FileTool calls (56/67), Bash 79 % (61/77). v5
+    (24 FileTool deletion probes, not 16, and 3 epochs): 86 % (59/69), Bash 82 % (97/119)."""
     mixture: dict[str, tuple[tuple[str, float], ...]] = Field(
         default_factory=lambda: dict(DEFAULT_MIXTURE)
     )
@@ -106,10 +107,11 @@ class AgentAdapterConfig(BaseModel):
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Linear warmup share of the steps. Its first step has lr 0, so with the default's 64
     steps any warmup costs a step; and a warmed-up one-step test build would learn nothing."""
-    epochs: float = Field(2.0, gt=0)
+    epochs: float = Field(3.0, gt=0)
     """v1 trained 1 epoch at batch 4 (16 steps): JSON-shaped FileTool calls with wrong tool
     names (1 of 8 steps valid) and Bash text that never ran as a command (0 of 8). v2's 64
-    steps: 38 % valid FileTool steps, 75 % of Bash commands ran (eval split, n=4 a family)."""
+    steps: 38 % valid FileTool steps, 75 % of Bash commands ran (eval split, n=4 a family).
+    v5's 3 epochs (222 steps, 26 min in all) ended at a step loss of 0.21, v4's 2 at 0.27."""
     batch_size: int = Field(2, ge=1)
     max_length: int = Field(768, ge=8)
     overlong: Literal["drop", "truncate"] = "truncate"
@@ -387,7 +389,7 @@ def _merge_and_save(
 
 # -- registry ------------------------------------------------------------------------------
 
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 """Bump when the default config or the build changes (cached builds are then rebuilt)."""
 
 
@@ -398,8 +400,8 @@ def build(dest: Path) -> None:
 
 RECIPE = ModelRecipe(
     name=MODEL_NAME,
-    description="smollm2-135m with a merged LoRA agent-format adapter trained on 140 scripted "
-    "episodes (82 FileTool, 58 Bash), 2 epochs (2 CPU cores: ~41 min)",
+    description="smollm2-135m with a merged LoRA agent-format adapter trained on 148 scripted "
+    "episodes (90 FileTool, 58 Bash), 3 epochs (2 CPU cores: ~26 min)",
     build=build,
     version=RECIPE_VERSION,
     pace=Pace(
