@@ -275,7 +275,7 @@ def test_file_output_report_and_hashes(tmp_path: Path) -> None:
     # The line is exactly the schema's own serialization; sha ties it to its source episode
     # (id and messages, not timings: a rerun of the same episodes gives the same bytes).
     line = out.read_text().splitlines()[0]
-    assert line == examples[0].model_dump_json()
+    assert line + "\n" == examples[0].to_line()
     messages = [{"role": m.role, "content": m.content} for m in records[0].messages]
     assert examples[0].source_sha256 == filter_mod.content_sha256(records[0].episode_id, messages)
     retimed = records[0].model_copy(update={"wall_s": records[0].wall_s + 1.5})
