@@ -175,8 +175,8 @@ def test_killed_run_resumes_to_the_same_results(
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
     # Kill once the teacher exists and a later stage is part-way through (its `.partial`
-    # directory exists). Waiting for rollout records raced on a fast machine: the lockstep
-    # engine writes its episodes near the end of the stage, and the run finished first.
+    # directory exists). Waiting for the first rollout records raced on a fast machine: the
+    # micro run's episodes end close together, and the run finished between two polls.
     while time.monotonic() < deadline and proc.poll() is None:
         if list(store.glob("teacher/*/manifest.json")) and list(store.glob("*/*.partial")):
             break
