@@ -176,7 +176,7 @@ def test_killed_run_resumes_to_the_same_results(
     deadline = time.monotonic() + 300
     # Kill once the teacher exists and a later stage is part-way through (its `.partial`
     # directory exists). Waiting for the first rollout records raced on a fast machine: the
-    # micro run's episodes end close together, and the run finished between two polls.
+    # whole micro run finished between two polls (its episodes likely end close together).
     while time.monotonic() < deadline and proc.poll() is None:
         if list(store.glob("teacher/*/manifest.json")) and list(store.glob("*/*.partial")):
             break
