@@ -2,7 +2,7 @@
 
 The reduced build runs real scripted episodes in bubblewrap sandboxes, a real LoRA training
 run (agentbench.distill) and a real merge, on a tiny random Llama instead of SmolLM2 (whose
-registry build takes ~26 minutes).
+registry build takes ~39 minutes).
 """
 
 from __future__ import annotations
