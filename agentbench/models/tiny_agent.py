@@ -109,7 +109,11 @@ class TinyAgentConfig:
     num_layers: int = 4
     num_heads: int = 4
     max_len: int = 1536
-    """Longest training episode in tokens (longer ones are dropped)."""
+    """Longest training episode in tokens (longer ones are dropped). The default build's
+    episodes, in its 2k BPE: FileTool median 787 tokens, 90th percentile 1,310, longest
+    2,039, so 22 of 1,215 are dropped; Bash ones (median 284, longest 1,333) never are.
+    (smollm2-135m-agent v5 cut most of its FileTool episodes at 768 tokens; this one does
+    not have that problem.)"""
     context: int = 2048
     """`max_position_embeddings`: the policy's context limit (RoPE, no learnt positions)."""
     epochs: float = 6.0
