@@ -123,6 +123,10 @@ class TinyAgentConfig:
     same compute as 16): 47 %, 7 of 48 tasks done."""
     batch_size: int = 8
     learning_rate: float = 3e-3
+    """Peak (linear warmup, cosine decay). 6e-3 (v4's config otherwise; 1,158 s of training)
+    ended at a training loss of 0.29-0.34 against v4's 0.25 and made a valid FileTool call on
+    11 % of steps (19/173) against v4's 47-55 % (eval split, 8 instances a family, 12 steps,
+    T=1); its Bash commands ran on 84 % (117/139)."""
     parallel: int = 2
     """Sandboxes at once while collecting trajectories."""
     threads: int = 2
