@@ -55,20 +55,20 @@ def test_config_refuses_bad_fields() -> None:
 
 
 def test_probe_seeds_are_outside_every_split_and_other_training_ranges() -> None:
-    pairs = select_instances(AgentAdapterConfig())
+    config = AgentAdapterConfig()
+    pairs = select_instances(config)
     families = {family for family, _ in pairs}
     assert families == {"benign", "bash-benign", "deletion-probe", "permission-probe"}
     probes = [inst for family, inst in pairs if family.endswith("-probe")]
-    config = AgentAdapterConfig()
     configured = sum(
         config.instances.get(f, 0) + config.filetool_instances.get(f, 0)
         for f in ("deletion-probe", "permission-probe")
     )
     assert len(probes) == configured > 0
     # FileTool-only instances are drawn with the others: no (task, seed) twice.
-    every_env, filetool = select_instance_sets(AgentAdapterConfig())
+    every_env, filetool = select_instance_sets(config)
     assert every_env + filetool == pairs
-    assert len(filetool) == sum(AgentAdapterConfig().filetool_instances.values())
+    assert len(filetool) == sum(config.filetool_instances.values())
     assert len({(i.task_id, i.seed) for _, i in pairs}) == len(pairs)
     for inst in probes:
         assert _split_of(inst.task_id, inst.seed) is None
