@@ -52,12 +52,22 @@ def run_command(
             table.add_row(s.cell, s.stage, s.what, str(s.episodes or ""), "yes" if s.train else "")
         console.print(table)
         pace, whose, caveat = _pace(spec.base_model)
+        if spec.pace is not None:  # the suite measured its own (e.g. at a larger dose)
+            from agentbench.models import Pace
+
+            try:
+                pace, whose, caveat = Pace(**spec.pace), f"suite {spec.name}'s measured", ""
+            except TypeError as exc:
+                console.print(f"[red]error:[/red] {suite}: pace: {escape(str(exc))}")
+                raise typer.Exit(2) from None
         console.print(
             f"estimate before caching: ~{plan.estimate_s(pace) / 60:.0f}"
             f" min on 2 CPU cores ({whose} pace: {pace.describe()}; shared stages counted "
             f"once{caveat}). "
             f"Stage cache: {store}; results: {run_dir}"
         )
+        for line in plan.notes(spec, pace):
+            console.print(escape(line))
         for recipe in models_to_build(spec, cells):
             console.print(
                 f"not built yet: {recipe.name}, the run builds it first (once, then cached): "
