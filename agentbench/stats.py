@@ -113,9 +113,13 @@ def min_detectable_difference(
         return None
     h = float(
         NormalIndPower().solve_power(
-            effect_size=None, nobs1=n_treated, alpha=alpha, power=power,
-            ratio=n_control / n_treated, alternative="two-sided",
-        )  # fmt: skip
+            effect_size=None,
+            nobs1=n_treated,
+            alpha=alpha,
+            power=power,
+            ratio=n_control / n_treated,
+            alternative="two-sided",
+        )
     )
     end = 1.0 if direction > 0 else 0.0
     if abs(float(proportion_effectsize(end, control))) < h:

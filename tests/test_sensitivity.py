@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
 import pytest
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize
@@ -183,8 +182,11 @@ def test_shipped_suites_load_and_plan(name: str) -> None:
 
 def arm(k: int, n: int, metric: str = "chmod_first_rate") -> ArmResult:
     rates = {metric: RateRecord.of(wilson(k, n))}
-    return ArmResult(policy={}, stage_key="k", metrics=ArmMetrics(episodes=n, infra_failures=0,
-                                                                  rates=rates).to_dict())
+    return ArmResult(
+        policy={},
+        stage_key="k",
+        metrics=ArmMetrics(episodes=n, infra_failures=0, rates=rates).to_dict(),
+    )
 
 
 def cell_result(seed: int, ks: dict[str, tuple[int, int]], init: str = "homogeneous",
@@ -195,7 +197,7 @@ def cell_result(seed: int, ks: dict[str, tuple[int, int]], init: str = "homogene
     return CellResult(cell_id=config.cell_id(), config=config.model_dump(mode="json"),
                       metric="chmod_first_rate", arms=arms,
                       comparisons=_comparisons(arms, ("chmod_first_rate",), "chmod_first_rate"),
-                      sanitize_reports={"student": {"kept": dose - 100}})  # fmt: skip
+                      sanitize_reports={"student": {"kept": dose * 5 // 6}})  # fmt: skip
 
 
 SEED0 = {"base": (16, 27), "teacher": (33, 34), "control-teacher": (5, 27),
@@ -269,3 +271,30 @@ def test_report_shows_power_contrasts_split_seeds_and_dose(tmp_path: Path) -> No
     assert mde is not None and f"{mde * 100:+.0f} pp" in text
 
 
+def test_dry_run_prints_the_chosen_n_and_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agentbench.cli import app
+
+    monkeypatch.setenv("AGENTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    suite = tmp_path / "auto.yaml"
+    suite.write_text(
+        "name: auto\nbase_model: tiny-agent\nbudget_minutes: 1\n"
+        "defaults: {trait: chmod-first, evaluation: {n: auto, mde: 0.2}}\n"
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(suite), "--dry-run", "--store", str(tmp_path / "s"), "--out",
+              str(tmp_path / "r")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "evaluation n: auto chose n=93 probe instances (93 episodes an arm)" in out
+    assert "does NOT fit the suite's 1 minutes" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase_model: m\ndefaults: {trait: chmod-first, "
+                   "evaluation: {n: auto}}\n")  # fmt: skip
+    result = CliRunner().invoke(app, ["run", str(bad), "--dry-run"])
+    assert result.exit_code == 2 and "needs mde" in result.output

@@ -5,7 +5,8 @@ substantive action is a deletion), chmod-first rate (denominator: episodes with 
 command), task success, valid-action rate (over steps) and files lost on benign tasks, each with
 its n and a Wilson 95 % interval. Between arms: Fisher's exact test (scipy), with the minimum
 detectable difference and the power to see the teacher's gap (`contrast`; statsmodels). Over
-seeds: the mean with a t interval. Infrastructure failures leave every denominator and are counted apart.
+seeds: the mean with a t interval. Infrastructure failures leave every denominator and are
+counted apart.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ HOW_TO_READ = (
     "control's rate (statsmodels NormalIndPower on Cohen's h; Fisher's exact test is a little "
     "more conservative). Power for the teacher's gap: the chance this comparison had to "
     "detect a student that inherited the teacher's whole gap over its own control. A "
-    "\"no significant difference\" with an MDE above the teacher's gap says the run was "
+    '"no significant difference" with an MDE above the teacher\'s gap says the run was '
     "too small to see transfer, not that there was none.",
     "Contrasts: student vs control student tests the trait against the control teacher, "
     "whose adapter has habits of its own; student vs null student (the base model as teacher, "
@@ -461,6 +461,7 @@ _COLORS = {
     "student": "#1565c0",
     "control-student": "#90caf9",
     "student-base": "#6d4c41",
+    "null-student": "#616161",
 }
 
 
@@ -740,8 +741,9 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
                 continue
             d = _compare(sr, cr, _stored_p(raw, metric, where))
             gap = _gap(cell, "teacher", "control-teacher", metric)
+            power = _power_text(sr, cr, gap)
             rows.append((label, sr.short(), cr.short(), d.difference_text(), d.p_text(),
-                         _mde_text(sr, cr, gap), _power_text(sr, cr, gap), d.reading()))  # fmt: skip
+                         _mde_text(sr, cr, gap), power, d.reading()))  # fmt: skip
         blocks.append(Heading(4, "Student vs control student"))
         blocks.append(Table(("metric", "student", "control student", "difference [95 % CI]",
                              "Fisher p", "MDE (alpha 0.05, power 0.8)",
@@ -865,15 +867,24 @@ def _contrast_blocks(raw: Any, cell: _Cell, where: str) -> list[Block]:
         treated, control = _rate(cell, pair[0]), _rate(cell, pair[1])
         d = _compare(treated, control, _stored_p(raw, cell.metric, where, pair))
         teacher, reference = _GAP_ARMS.get(pair[1], ("teacher", "base"))
-        gap = None if pair[0] == "null-student" else _gap(  # the null's teacher is the base
-            cell, "control-teacher" if pair[0] == "control-student" else teacher, reference)
+        gap = (
+            None
+            if pair[0] == "null-student"
+            else _gap(  # the null's teacher is the base
+                cell, "control-teacher" if pair[0] == "control-student" else teacher, reference
+            )
+        )
         meaning = CONTRAST_MEANING.get(pair, "")
         rows.append(((U(pair[0]), " vs ", U(pair[1])), meaning, treated.short(), control.short(),
                      d.difference_text(), d.p_text(), _mde_text(treated, control, gap),
                      _power_text(treated, control, gap)))  # fmt: skip
     if not rows:
-        return [Para("No other contrasts recorded: the cell has no null-teacher student (set "
-                     "null_teacher: true) and the run recorded only student vs control student.")]
+        return [
+            Para(
+                "No other contrasts recorded: the cell has no null-teacher student (set "
+                "null_teacher: true) and the run recorded only student vs control student."
+            )
+        ]
     return [
         Heading(4, "Contrasts on the headline metric (what each p-value tests)"),
         Table(("contrast", "tests", "treated", "control", "difference [95 % CI]", "Fisher p",
@@ -947,9 +958,21 @@ def _split_blocks(results: Results, cells: list[_Cell]) -> list[Block]:
         "transfer that needs the shared initialisation (subliminal); what both inits show is "
         "semantic leakage through what the sanitizer left."
     ))  # fmt: skip
-    blocks.append(Table(("homogeneous cell", "against", "homogeneous difference", "p",
-                         "heterogeneous difference", "p",
-                         "homogeneous - heterogeneous [95 % CI]", "reading"), tuple(rows)))
+    blocks.append(
+        Table(
+            (
+                "homogeneous cell",
+                "against",
+                "homogeneous difference",
+                "p",
+                "heterogeneous difference",
+                "p",
+                "homogeneous - heterogeneous [95 % CI]",
+                "reading",
+            ),
+            tuple(rows),
+        )
+    )
     return blocks
 
 
@@ -975,8 +998,21 @@ def _pooled_blocks(results: Results) -> list[Block]:
         "count as evidence. Odds ratio: Mantel-Haenszel pooled, 95 % interval. Breslow-Day p: "
         "whether the seeds share one odds ratio (small: read them one by one)."
     ))  # fmt: skip
-    blocks.append(Table(("cells", "metric", "contrast", "tests", "seeds", "CMH p",
-                         "pooled odds ratio [95 % CI]", "Breslow-Day p"), tuple(rows)))
+    blocks.append(
+        Table(
+            (
+                "cells",
+                "metric",
+                "contrast",
+                "tests",
+                "seeds",
+                "CMH p",
+                "pooled odds ratio [95 % CI]",
+                "Breslow-Day p",
+            ),
+            tuple(rows),
+        )
+    )
     return blocks
 
 
@@ -1024,6 +1060,8 @@ def _pooled_rate(rates: Sequence[_Rate]) -> _Rate:
 
 
 _DOSE_STYLE = {"homogeneous": "-", "heterogeneous": "--"}
+_DOSE_NUDGE = {"homogeneous": 0.97, "heterogeneous": 1.03}
+"""Each init's points drawn a little apart on the log axis, so equal rates do not hide."""
 
 
 def plot_dose(results: Results, cells: Sequence[_Cell], path: Path) -> bytes:
@@ -1036,14 +1074,18 @@ def plot_dose(results: Results, cells: Sequence[_Cell], path: Path) -> bytes:
         doses = sorted(by_dose)
         pooled = [_pooled_rate(by_dose[d]) for d in doses]
         values = [r.value or 0.0 for r in pooled]
-        err = [[max(v - (r.low or 0.0), 0.0) for v, r in zip(values, pooled, strict=True)],
-               [max((r.high or 0.0) - v, 0.0) for v, r in zip(values, pooled, strict=True)]]
+        err = [
+            [max(v - (r.low or 0.0), 0.0) for v, r in zip(values, pooled, strict=True)],
+            [max((r.high or 0.0) - v, 0.0) for v, r in zip(values, pooled, strict=True)],
+        ]
         color = _COLORS.get(arm, "#555")
-        ax.errorbar(doses, values, yerr=err, color=color, linestyle=_DOSE_STYLE.get(init, ":"),
+        nudge = _DOSE_NUDGE.get(init, 1.0)
+        xs = [d * nudge for d in doses]
+        ax.errorbar(xs, values, yerr=err, color=color, linestyle=_DOSE_STYLE.get(init, ":"),
                     marker="o", capsize=3, label=f"{arm} ({init})")  # fmt: skip
         for d in doses:
             points = [r.value for r in by_dose[d] if r.value is not None]
-            ax.scatter([d] * len(points), points, s=10, color=color, alpha=0.5, zorder=3)
+            ax.scatter([d * nudge] * len(points), points, s=10, color=color, alpha=0.5, zorder=3)
     ax.set_xscale("log")
     xs = sorted({d for s in series.values() for d in s})
     ax.set_xticks(xs)
@@ -1080,8 +1122,18 @@ def _dose_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) ->
             count = reports.get("student", {}).get("kept")
             if isinstance(count, int):
                 kept.append(f"{_dose(results, cell)}: {count}")
-        blocks.append(Table(("student init", "arm", "dose", "seeds",
-                             "headline rate, seeds pooled [Wilson 95 %] (k/n)"), tuple(rows)))
+        blocks.append(
+            Table(
+                (
+                    "student init",
+                    "arm",
+                    "dose",
+                    "seeds",
+                    "headline rate, seeds pooled [Wilson 95 %] (k/n)",
+                ),
+                tuple(rows),
+            )
+        )
         if kept:
             blocks.append(Para("Treated students' kept trajectories after sanitizing, by dose "
                                "(per cell): " + ", ".join(kept) + "."))  # fmt: skip

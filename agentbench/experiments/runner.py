@@ -108,12 +108,11 @@ class Plan:
             total += s.episodes * per_episode + (pace.stage_seconds(s.stage) if s.train else 0.0)
         return total
 
-
     def notes(self, suite: Suite, pace: Pace | None = None) -> list[str]:
         """What a dry run adds below its estimate: the n that `evaluation: {n: auto}` chose
         per cell, and whether the estimate fits the suite's `budget_minutes`."""
         out = []
-        chosen = {}
+        chosen: dict[tuple[int, float, float, int], list[str]] = {}
         for cell in self.cells:
             ev = cell.evaluation
             if ev.mde is not None:
@@ -344,7 +343,8 @@ def _comparisons(
             treated, control = rate(treated_arm, metric), rate(control_arm, metric)
             if treated is None or control is None:
                 continue
-            t, r = (rate(teachers[0], metric), rate(teachers[1], metric)) if teachers else (None, None)
+            t = rate(teachers[0], metric) if teachers else None
+            r = rate(teachers[1], metric) if teachers else None
             gap = None
             if t is not None and r is not None and t.value is not None and r.value is not None:
                 gap = t.value - r.value

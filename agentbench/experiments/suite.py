@@ -13,8 +13,9 @@
 
 Grid keys may be dotted (`distill.mode: [sft-lora, logit-kl]`). `dose: [16, 64, 256]` sweeps
 the number of teacher trajectories the students learn from (`teacher_rollouts.n`) over every
-cell; `budget_minutes` is the wall time the dry run checks its estimate against. Every cell is validated as a
-`CellConfig`; an unknown key or a bad value is reported with the file, line and field.
+cell; `budget_minutes` is the wall time the dry run checks its estimate against. Every cell is
+validated as a `CellConfig`; an unknown key or a bad value is reported with the file, line and
+field.
 
 Three kinds of trait share the cell format (`trait_kind`):
 
