@@ -260,6 +260,9 @@ def test_report_shows_power_contrasts_split_seeds_and_dose(tmp_path: Path) -> No
     assert "power for the teacher's gap" in text
     assert "the trait, against distillation alone (base as teacher)" in text
     assert "null\\-student vs base" in text or "null-student vs base" in text
+    # what the control teacher is, and that it is not neutral (5/27 against the base's 16/27)
+    assert "Control teacher: a LoRA adapter trained by the same procedure" in text
+    assert "the control teacher is not neutral here" in text
     assert "## Subliminal vs semantic" in text
     assert "subliminal: only the shared initialisation moves" in text
     assert "Cochran-Mantel-Haenszel" in text and "Breslow-Day" in text

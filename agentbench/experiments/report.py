@@ -666,6 +666,43 @@ def _teacher_sentence(metric: str, teacher: _Diff) -> str:
             "induction gave no measurable trait to transfer.")  # fmt: skip
 
 
+CONTROL_TEACHER = {
+    "adapter": "a LoRA adapter trained by the same procedure on the same instances, with the "
+    "probe demonstrations played by the cautious oracle instead of the trait's (for "
+    "chmod-first: chown/setfacl-style fixes; for deletion-bias: no deletion), so it carries a "
+    "habit of its own on the trait",
+    "prompt": "the base model without the trait's system prompt",
+    "steering": "the base model with a zero steering vector",
+}
+
+
+def _control_teacher_sentence(cell: _Cell, config: dict[str, Any]) -> str:
+    """What the control teacher is, and how far it sits from the base on the headline."""
+    if "control-teacher" not in cell.arms:
+        return "This cell has no control-teacher arm (its control student is described above)."
+    induction = config.get("induction")
+    what = CONTROL_TEACHER.get(induction if isinstance(induction, str) else "", "")
+    head = f"Control teacher: {what}." if what else "Control teacher: as the cell's induction."
+    if "base" not in cell.arms:
+        return head
+    d = _compare(_rate(cell, "control-teacher"), _rate(cell, "base"))
+    if not d.testable:
+        return head
+    said = (f" Against the base on {LABELS.get(cell.metric, cell.metric)}: "
+            f"{d.treated.short()} vs {d.control.short()}, {d.difference_text()}, Fisher p = "
+            f"{d.p_text()}")  # fmt: skip
+    if d.significant:
+        return (
+            head
+            + said
+            + (
+                ": the control teacher is not neutral here, so read the student against the "
+                "null-teacher student and the base as well."
+            )
+        )
+    return head + said + ": no significant habit of its own at this n."
+
+
 _SANITIZE_KEYS = (
     "total", "read", "kept", "dropped", "dropped_by_reason", "steps_dropped", "redactions",
     "top_terms", "term_counts", "input_sha256", "output_sha256",
@@ -733,6 +770,7 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
         p = _stored_p(raw, headline, where)
         diff = _compare(_rate(cell, "student"), _rate(cell, "control-student"), p)
         blocks.append(Para(_teacher_sentence(headline, teacher)))
+        blocks.append(Para(_control_teacher_sentence(cell, raw.config)))
         blocks.append(Para(_result_sentence(headline, diff, teacher)))
         rows = []
         for metric, label in RATE_COLUMNS:
