@@ -295,6 +295,7 @@ def test_dry_run_prints_the_chosen_n_and_the_budget(
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "evaluation n: auto chose n=93 probe instances (93 episodes an arm)" in out
+    assert "5 evaluations, ~6 min of the estimate" in out
     assert "does NOT fit the suite's 1 minutes" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nbase_model: m\ndefaults: {trait: chmod-first, "

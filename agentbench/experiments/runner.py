@@ -118,12 +118,21 @@ class Plan:
             if ev.mde is not None:
                 key = (ev.n, ev.mde, ev.mde_baseline, ev.repeats)
                 chosen.setdefault(key, []).append(cell.cell_id())
+        if chosen and pace is None:
+            from agentbench.models.tiny_agent import PACE
+
+            pace = PACE
         for (n, mde, baseline, repeats), ids in chosen.items():
             per_arm = n * repeats
+            evaluations = {(s.what, s.env): s.episodes for s in self.stages
+                           if s.stage == "evaluate" and s.cell in ids}  # fmt: skip
+            assert pace is not None
+            cost = sum(e * pace.episode_seconds(env) for (_, env), e in evaluations.items())
             out.append(
                 f"evaluation n: auto chose n={n} probe instances ({per_arm} episodes an arm) "
                 f"to detect a difference of {mde:g} from a control at {baseline:g} (alpha "
-                f"0.05, power 0.8) in {len(ids)} cell(s); cost included in the estimate"
+                f"0.05, power 0.8) in {len(ids)} cell(s): {len(evaluations)} evaluations, "
+                f"~{cost / 60:.0f} min of the estimate"
             )
         if suite.budget_minutes is not None:
             minutes = self.estimate_s(pace) / 60
