@@ -119,9 +119,19 @@ def _print_summary(results: object) -> None:
         for c in cell.comparisons:
             if c.metric == cell.metric:
                 p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
-                console.print(f"student vs control student: Fisher exact p = {p}")
+                mde = "none reachable" if c.mde is None else f"{c.mde * 100:+.0f} pp"
+                console.print(
+                    f"{c.treated_arm.replace('-', ' ')} vs {c.control_arm.replace('-', ' ')}: "
+                    f"Fisher exact p = {p}, MDE (alpha 0.05, power 0.8) {mde}"
+                )
         t = cell.transfer.get(cell.metric)
         console.print(f"transfer score: {'undefined' if t is None else f'{t:.2f}'}")
+    for pooled in results.pooled:  # over seeds: Cochran-Mantel-Haenszel stratified by seed
+        p = "n/a" if pooled.p_value is None else f"{pooled.p_value:.3g}"
+        console.print(
+            f"seeds {pooled.seeds}, {pooled.treated_arm} vs {pooled.control_arm} "
+            f"({pooled.metric}): CMH p = {p}  [{escape(pooled.group)}]"
+        )
 
 
 def _short(rate: dict[str, float | None]) -> str:

@@ -1251,7 +1251,8 @@ def build_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) ->
             _transfer_note(cell.metric, transfer, cell) if "student" in arms else "n/a",
         ))  # fmt: skip
     blocks.append(Table(("cell", "headline metric", "teacher", "control teacher", "student",
-                         "control student", "Fisher p", "MDE", "students", "transfer score"),
+                         "control student", "Fisher p (student vs control student)",
+                         "MDE (alpha 0.05, power 0.8)", "students", "transfer score"),
                         tuple(rows)))  # fmt: skip
 
     for trait in traits:
