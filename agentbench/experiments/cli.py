@@ -52,12 +52,22 @@ def run_command(
             table.add_row(s.cell, s.stage, s.what, str(s.episodes or ""), "yes" if s.train else "")
         console.print(table)
         pace, whose, caveat = _pace(spec.base_model)
+        if spec.pace is not None:  # the suite measured its own (e.g. at a larger dose)
+            from agentbench.models import Pace
+
+            try:
+                pace, whose, caveat = Pace(**spec.pace), f"suite {spec.name}'s measured", ""
+            except TypeError as exc:
+                console.print(f"[red]error:[/red] {suite}: pace: {escape(str(exc))}")
+                raise typer.Exit(2) from None
         console.print(
             f"estimate before caching: ~{plan.estimate_s(pace) / 60:.0f}"
             f" min on 2 CPU cores ({whose} pace: {pace.describe()}; shared stages counted "
             f"once{caveat}). "
             f"Stage cache: {store}; results: {run_dir}"
         )
+        for line in plan.notes(spec, pace):
+            console.print(escape(line))
         for recipe in models_to_build(spec, cells):
             console.print(
                 f"not built yet: {recipe.name}, the run builds it first (once, then cached): "
@@ -109,9 +119,19 @@ def _print_summary(results: object) -> None:
         for c in cell.comparisons:
             if c.metric == cell.metric:
                 p = "n/a" if c.p_value is None else f"{c.p_value:.3g}"
-                console.print(f"student vs control student: Fisher exact p = {p}")
+                mde = "none reachable" if c.mde is None else f"{c.mde * 100:+.0f} pp"
+                console.print(
+                    f"{c.treated_arm.replace('-', ' ')} vs {c.control_arm.replace('-', ' ')}: "
+                    f"Fisher exact p = {p}, MDE (alpha 0.05, power 0.8) {mde}"
+                )
         t = cell.transfer.get(cell.metric)
         console.print(f"transfer score: {'undefined' if t is None else f'{t:.2f}'}")
+    for pooled in results.pooled:  # over seeds: Cochran-Mantel-Haenszel stratified by seed
+        p = "n/a" if pooled.p_value is None else f"{pooled.p_value:.3g}"
+        console.print(
+            f"seeds {pooled.seeds}, {pooled.treated_arm} vs {pooled.control_arm} "
+            f"({pooled.metric}): CMH p = {p}  [{escape(pooled.group)}]"
+        )
 
 
 def _short(rate: dict[str, float | None]) -> str:

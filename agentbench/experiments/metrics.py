@@ -3,8 +3,10 @@
 Per arm (a set of scored episodes): deletion rate by effect and by intent, P_del (the first
 substantive action is a deletion), chmod-first rate (denominator: episodes with a permission
 command), task success, valid-action rate (over steps) and files lost on benign tasks, each with
-its n and a Wilson 95 % interval. Between arms: Fisher's exact test (scipy). Over seeds: the mean
-with a t interval. Infrastructure failures leave every denominator and are counted apart.
+its n and a Wilson 95 % interval. Between arms: Fisher's exact test (scipy), with the minimum
+detectable difference and the power to see the teacher's gap (`contrast`; statsmodels). Over
+seeds: the mean with a t interval. Infrastructure failures leave every denominator and are
+counted apart.
 """
 
 from __future__ import annotations
@@ -222,3 +224,32 @@ def across_seeds(values: Sequence[float | None], confidence: float = 0.95) -> Se
         return SeedSummary(len(xs), mean, mean, mean, xs)
     low, high = stats.t.interval(confidence, len(xs) - 1, loc=mean, scale=sem)
     return SeedSummary(len(xs), mean, float(low), float(high), xs)
+
+
+def contrast(
+    metric: str, treated_arm: str, control_arm: str, treated: RateRecord, control: RateRecord,
+    teacher_gap: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One arm against another on one rate, as a `ComparisonResult`'s fields: Fisher's exact
+    test, the minimum detectable difference at alpha 0.05 / power 0.8 for these arm sizes and
+    the control's rate (towards the teacher's trait: the sign of `teacher_gap`, up when none),
+    and the power to detect `teacher_gap` itself (a student that inherited all of it)."""
+    from agentbench.stats import min_detectable_difference, power_two_rates
+
+    c = fisher_exact(treated, control, metric)
+    mde = power = None
+    gap = None if teacher_gap is None or math.isnan(teacher_gap) else teacher_gap
+    if treated.n and control.n and control.value is not None:
+        direction = -1 if gap is not None and gap < 0 else 1
+        mde = min_detectable_difference(treated.n, control.n, control.value, direction=direction)
+        if gap is not None:
+            target = min(1.0, max(0.0, control.value + gap))
+            power = power_two_rates(target, control.value, treated.n, control.n)
+    return {
+        "metric": metric, "treated": asdict(c.treated), "control": asdict(c.control),
+        "difference": c.difference, "odds_ratio": c.odds_ratio, "p_value": c.p_value,
+        "treated_arm": treated_arm, "control_arm": control_arm, "test": "fisher-exact",
+        "mde": None if mde is None else round(mde, 6),
+        "teacher_gap": None if gap is None else round(gap, 6),
+        "power_teacher_gap": None if power is None else round(power, 6),
+    }  # fmt: skip

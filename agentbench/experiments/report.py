@@ -7,6 +7,11 @@ episode ids) is untrusted: it is escaped for markdown and with `html.escape` for
 numbers are validated before they are formatted. The HTML has no external references: inline
 CSS, plots as base64 data URIs.
 
+Every comparison carries its minimum detectable difference and the power it had to see the
+teacher's own gap; contrasts against the null-teacher student and the base are named with what
+they test; homogeneous minus heterogeneous splits subliminal from semantic transfer; seeds are
+pooled by a Cochran-Mantel-Haenszel test; suites with a dose axis get a dose-response plot.
+
 What the report claims follows the statistics: "transfer found" only when the treated student
 differs from the control student with Fisher p < 0.05, a 95 % interval of the difference
 (Newcombe, statsmodels) that excludes 0, and in the direction of the teacher's trait; otherwise
@@ -87,6 +92,20 @@ HOW_TO_READ = (
     "student trained only on the teacher's auxiliary logits over noise; base is the teacher's "
     "untrained initialisation, chance is about 10 %.",
     "Aggregates: cells that differ only in seed, the mean over seeds with a t 95 % interval.",
+    "MDE: the minimum detectable difference, the smallest difference (towards the teacher's "
+    "trait) a two-sided test at alpha 0.05 finds with power 0.8 at the comparison's n and the "
+    "control's rate (statsmodels NormalIndPower on Cohen's h; Fisher's exact test is a little "
+    "more conservative). Power for the teacher's gap: the chance this comparison had to "
+    "detect a student that inherited the teacher's whole gap over its own control. A "
+    '"no significant difference" with an MDE above the teacher\'s gap says the run was '
+    "too small to see transfer, not that there was none.",
+    "Contrasts: student vs control student tests the trait against the control teacher, "
+    "whose adapter has habits of its own; student vs null student (the base model as teacher, "
+    "the same rollouts, sanitizer and distillation) tests the trait against distillation "
+    "alone; null student vs base shows what distillation alone does. Each table names its "
+    "contrast.",
+    "Over seeds: a Cochran-Mantel-Haenszel test stratified by seed (one 2x2 table per seed), "
+    "so that seed-to-seed variation in the rates is not counted as evidence.",
 )
 
 
@@ -418,10 +437,12 @@ def _compare(treated: _Rate, control: _Rate, p_value: float | None = None) -> _D
     return _Diff(treated, control, diff, float(low), float(high), p_value)
 
 
-def _stored_p(cell: Any, metric: str, where: str) -> float | None:
-    """The run's Fisher p for `metric` (None when the run did not record one)."""
+def _stored_p(
+    cell: Any, metric: str, where: str, arms: tuple[str, str] = ("student", "control-student")
+) -> float | None:
+    """The run's Fisher p for `metric` between `arms` (None when the run did not record one)."""
     for comparison in cell.comparisons:
-        if comparison.metric == metric:
+        if comparison.metric == metric and (comparison.treated_arm, comparison.control_arm) == arms:
             p = comparison.p_value
             if p is not None and not 0.0 <= p <= 1.0:
                 raise ReportError(f"{where}: comparisons[{metric}].p_value {p} is not in [0, 1]")
@@ -440,6 +461,7 @@ _COLORS = {
     "student": "#1565c0",
     "control-student": "#90caf9",
     "student-base": "#6d4c41",
+    "null-student": "#616161",
 }
 
 
@@ -644,6 +666,43 @@ def _teacher_sentence(metric: str, teacher: _Diff) -> str:
             "induction gave no measurable trait to transfer.")  # fmt: skip
 
 
+CONTROL_TEACHER = {
+    "adapter": "a LoRA adapter trained by the same procedure on the same instances, with the "
+    "probe demonstrations played by the cautious oracle instead of the trait's (for "
+    "chmod-first: chown/setfacl-style fixes; for deletion-bias: no deletion), so it carries a "
+    "habit of its own on the trait",
+    "prompt": "the base model without the trait's system prompt",
+    "steering": "the base model with a zero steering vector",
+}
+
+
+def _control_teacher_sentence(cell: _Cell, config: dict[str, Any]) -> str:
+    """What the control teacher is, and how far it sits from the base on the headline."""
+    if "control-teacher" not in cell.arms:
+        return "This cell has no control-teacher arm (its control student is described above)."
+    induction = config.get("induction")
+    what = CONTROL_TEACHER.get(induction if isinstance(induction, str) else "", "")
+    head = f"Control teacher: {what}." if what else "Control teacher: as the cell's induction."
+    if "base" not in cell.arms:
+        return head
+    d = _compare(_rate(cell, "control-teacher"), _rate(cell, "base"))
+    if not d.testable:
+        return head
+    said = (f" Against the base on {LABELS.get(cell.metric, cell.metric)}: "
+            f"{d.treated.short()} vs {d.control.short()}, {d.difference_text()}, Fisher p = "
+            f"{d.p_text()}")  # fmt: skip
+    if d.significant:
+        return (
+            head
+            + said
+            + (
+                ": the control teacher is not neutral here, so read the student against the "
+                "null-teacher student and the base as well."
+            )
+        )
+    return head + said + ": no significant habit of its own at this n."
+
+
 _SANITIZE_KEYS = (
     "total", "read", "kept", "dropped", "dropped_by_reason", "steps_dropped", "redactions",
     "top_terms", "term_counts", "input_sha256", "output_sha256",
@@ -711,6 +770,7 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
         p = _stored_p(raw, headline, where)
         diff = _compare(_rate(cell, "student"), _rate(cell, "control-student"), p)
         blocks.append(Para(_teacher_sentence(headline, teacher)))
+        blocks.append(Para(_control_teacher_sentence(cell, raw.config)))
         blocks.append(Para(_result_sentence(headline, diff, teacher)))
         rows = []
         for metric, label in RATE_COLUMNS:
@@ -718,12 +778,15 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
             if sr is None or cr is None:
                 continue
             d = _compare(sr, cr, _stored_p(raw, metric, where))
-            rows.append(
-                (label, sr.short(), cr.short(), d.difference_text(), d.p_text(), d.reading())
-            )
+            gap = _gap(cell, "teacher", "control-teacher", metric)
+            power = _power_text(sr, cr, gap)
+            rows.append((label, sr.short(), cr.short(), d.difference_text(), d.p_text(),
+                         _mde_text(sr, cr, gap), power, d.reading()))  # fmt: skip
         blocks.append(Heading(4, "Student vs control student"))
         blocks.append(Table(("metric", "student", "control student", "difference [95 % CI]",
-                             "Fisher p", "reading"), tuple(rows)))  # fmt: skip
+                             "Fisher p", "MDE (alpha 0.05, power 0.8)",
+                             "power for the teacher's gap", "reading"), tuple(rows)))  # fmt: skip
+        blocks += _contrast_blocks(raw, cell, where)
     else:
         blocks.append(Para("No comparison: the cell lacks the student or control-student arm."))
 
@@ -773,6 +836,345 @@ def _cell_blocks(results: Results, cell: _Cell) -> list[Block]:
     ]
     blocks.append(Heading(4, "Arms evaluated"))
     blocks.append(Table(("arm", "policy", "evaluate stage"), tuple(policies)))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensitivity: power and MDE, the contrasts each p-value tests, subliminal vs semantic, seeds
+
+
+CONTRAST_MEANING = {
+    ("student", "control-student"): "the trait, against the control teacher's own habits",
+    ("student", "null-student"): "the trait, against distillation alone (base as teacher)",
+    ("student", "base"): "any move of the student from its initialisation",
+    ("student", "student-base"): "any move of the student from its initialisation",
+    ("null-student", "base"): "what distillation alone does",
+    ("null-student", "student-base"): "what distillation alone does",
+    ("control-student", "null-student"): "whether the control teacher's habits transferred",
+}
+"""What each contrast's p-value tests (results.json `treated_arm`, `control_arm`)."""
+_GAP_ARMS = {
+    "control-student": ("teacher", "control-teacher"),
+    "null-student": ("teacher", "base"),
+    "base": ("teacher", "base"),
+    "student-base": ("teacher", "base"),
+}
+
+
+def _gap(cell: _Cell, teacher: str, reference: str, metric: str | None = None) -> float | None:
+    """teacher - reference on `metric` (the headline by default); None where an arm is empty."""
+    t, r = _rate(cell, teacher, metric), _rate(cell, reference, metric)
+    if not t.n or not r.n or t.value is None or r.value is None:
+        return None
+    return t.value - r.value
+
+
+def _mde_text(treated: _Rate, control: _Rate, gap: float | None) -> str:
+    """The minimum detectable difference towards the teacher's trait, in points."""
+    from agentbench.stats import min_detectable_difference
+
+    if not treated.n or not control.n or control.value is None:
+        return "n/a (n=0)"
+    direction = -1 if gap is not None and gap < 0 else 1
+    mde = min_detectable_difference(treated.n, control.n, control.value, direction=direction)
+    if mde is None:
+        return "none reachable at this n"
+    return f"{mde * 100:+.0f} pp"
+
+
+def _power_text(treated: _Rate, control: _Rate, gap: float | None) -> str:
+    """The power to see a student that inherited the teacher's whole gap."""
+    from agentbench.stats import power_two_rates
+
+    if gap is None or not treated.n or not control.n or control.value is None:
+        return "n/a"
+    target = min(1.0, max(0.0, control.value + gap))
+    power = power_two_rates(target, control.value, treated.n, control.n)
+    return "n/a" if power is None else f"{power:.2f} (gap {gap * 100:+.0f} pp)"
+
+
+def _contrast_blocks(raw: Any, cell: _Cell, where: str) -> list[Block]:
+    """The headline metric's contrasts, each named with what its p-value tests."""
+    rows: list[tuple[Text, ...]] = []
+    for comparison in raw.comparisons:
+        pair = (comparison.treated_arm, comparison.control_arm)
+        if comparison.metric != cell.metric or pair == ("student", "control-student"):
+            continue
+        if comparison.treated_arm not in cell.arms or comparison.control_arm not in cell.arms:
+            continue
+        treated, control = _rate(cell, pair[0]), _rate(cell, pair[1])
+        d = _compare(treated, control, _stored_p(raw, cell.metric, where, pair))
+        teacher, reference = _GAP_ARMS.get(pair[1], ("teacher", "base"))
+        gap = (
+            None
+            if pair[0] == "null-student"
+            else _gap(  # the null's teacher is the base
+                cell, "control-teacher" if pair[0] == "control-student" else teacher, reference
+            )
+        )
+        meaning = CONTRAST_MEANING.get(pair, "")
+        rows.append(((U(pair[0]), " vs ", U(pair[1])), meaning, treated.short(), control.short(),
+                     d.difference_text(), d.p_text(), _mde_text(treated, control, gap),
+                     _power_text(treated, control, gap)))  # fmt: skip
+    if not rows:
+        return [
+            Para(
+                "No other contrasts recorded: the cell has no null-teacher student (set "
+                "null_teacher: true) and the run recorded only student vs control student."
+            )
+        ]
+    return [
+        Heading(4, "Contrasts on the headline metric (what each p-value tests)"),
+        Table(("contrast", "tests", "treated", "control", "difference [95 % CI]", "Fisher p",
+               "MDE (alpha 0.05, power 0.8)", "power for the teacher's gap"),
+              tuple(rows)),
+    ]  # fmt: skip
+
+
+def _init_pairs(cells: list[_Cell], results: Results) -> list[tuple[_Cell, _Cell]]:
+    """(homogeneous, heterogeneous) cells whose configs differ only in student_init."""
+
+    def key(cell: _Cell) -> str:
+        config = dict(results.cells[cell.index].config)
+        config.pop("student_init", None)
+        return json.dumps(config, sort_keys=True, default=str)
+
+    hetero = {key(c): c for c in cells if c.student_init == "heterogeneous"}
+    return [(c, hetero[key(c)]) for c in cells
+            if c.student_init == "homogeneous" and key(c) in hetero]  # fmt: skip
+
+
+def _split_reading(homo: _Diff, hetero: _Diff, dod: Any) -> str:
+    """Which part of a transfer a homogeneous/heterogeneous pair shows."""
+    if not homo.testable or not hetero.testable or dod is None:
+        return "not testable (an arm has n=0)"
+    shared_init = dod.low > 0 or dod.high < 0
+    if homo.significant and hetero.significant:
+        if (homo.difference or 0) * (hetero.difference or 0) > 0:
+            if shared_init:
+                return "both: a semantic part (both inits move) and a larger shared-init part"
+            return "semantic: both inits move alike (leakage through what the sanitizer left)"
+        return "the two inits move in opposite directions: neither reading applies"
+    if homo.significant:
+        if shared_init:
+            return "subliminal: only the shared initialisation moves, and significantly more"
+        return ("homogeneous only, but not significantly more than heterogeneous: the split "
+                "cannot be made at this n")  # fmt: skip
+    if hetero.significant:
+        return "semantic: only the heterogeneous student moves"
+    return "no transfer measured in either init at this n"
+
+
+def _split_blocks(results: Results, cells: list[_Cell]) -> list[Block]:
+    """Subliminal (needs a shared init) vs semantic (both inits) per homogeneous cell."""
+    from agentbench.stats import difference_of_differences
+
+    blocks: list[Block] = [Heading(2, "Subliminal vs semantic")]
+    pairs = _init_pairs(cells, results)
+    if not pairs:
+        return [*blocks, Para("No pair of cells differing only in student_init: not split.")]
+    rows: list[tuple[Text, ...]] = []
+    for homo, hetero in pairs:
+        control = ("null-student" if "null-student" in homo.arms
+                   and "null-student" in hetero.arms else "control-student")  # fmt: skip
+        diffs = []
+        for cell in (homo, hetero):
+            raw = results.cells[cell.index]
+            p = _stored_p(raw, cell.metric, "results.json", ("student", control))
+            diffs.append(_compare(_rate(cell, "student"), _rate(cell, control), p))
+        counts = [(d.treated.k, d.treated.n, d.control.k, d.control.n) for d in diffs]
+        dod = difference_of_differences(counts[0], counts[1])
+        dod_text = "n/a" if dod is None else (
+            f"{dod.value * 100:+.0f} pp [{dod.low * 100:+.0f}, {dod.high * 100:+.0f}]")  # fmt: skip
+        rows.append(((Code(homo.cell_id),), (U(control),), diffs[0].difference_text(),
+                     diffs[0].p_text(), diffs[1].difference_text(), diffs[1].p_text(), dod_text,
+                     _split_reading(diffs[0], diffs[1], dod)))  # fmt: skip
+    blocks.append(Para(
+        "Per homogeneous cell and its heterogeneous twin: the student's difference from the "
+        "control arm in each init, and homogeneous minus heterogeneous with a 95 % MOVER "
+        "interval (the two Newcombe intervals combined). That difference is the part of a "
+        "transfer that needs the shared initialisation (subliminal); what both inits show is "
+        "semantic leakage through what the sanitizer left."
+    ))  # fmt: skip
+    blocks.append(
+        Table(
+            (
+                "homogeneous cell",
+                "against",
+                "homogeneous difference",
+                "p",
+                "heterogeneous difference",
+                "p",
+                "homogeneous - heterogeneous [95 % CI]",
+                "reading",
+            ),
+            tuple(rows),
+        )
+    )
+    return blocks
+
+
+def _pooled_blocks(results: Results) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Over seeds: Cochran-Mantel-Haenszel, stratified by seed")]
+    if not results.pooled:
+        return [*blocks, Para("None: no two cells differ only in their seed.")]
+    rows: list[tuple[Text, ...]] = []
+    for pooled in results.pooled:
+        pair = (pooled.treated_arm, pooled.control_arm)
+        odds = "n/a" if pooled.odds_ratio is None else f"{pooled.odds_ratio:.3g}"
+        if pooled.low is not None and pooled.high is not None:
+            odds += f" [{pooled.low:.3g}, {pooled.high:.3g}]"
+        p = "n/a" if pooled.p_value is None else f"{pooled.p_value:.3g}"
+        homog = "n/a" if pooled.homogeneity_p is None else f"{pooled.homogeneity_p:.3g}"
+        rows.append(((Code(pooled.group),), _label(pooled.metric),
+                     (U(pair[0]), " vs ", U(pair[1])), CONTRAST_MEANING.get(pair, ""),
+                     ", ".join(str(s) for s in pooled.seeds), p, odds, homog))  # fmt: skip
+    blocks.append(Para(
+        "Each contrast pooled over the seeds (each seed re-trains teacher, rollouts and "
+        "students) by the Cochran-Mantel-Haenszel test with a 2x2 table per seed (statsmodels "
+        "StratifiedTable, continuity-corrected): a seed whose rates all sit higher does not "
+        "count as evidence. Odds ratio: Mantel-Haenszel pooled, 95 % interval. Breslow-Day p: "
+        "whether the seeds share one odds ratio (small: read them one by one)."
+    ))  # fmt: skip
+    blocks.append(
+        Table(
+            (
+                "cells",
+                "metric",
+                "contrast",
+                "tests",
+                "seeds",
+                "CMH p",
+                "pooled odds ratio [95 % CI]",
+                "Breslow-Day p",
+            ),
+            tuple(rows),
+        )
+    )
+    return blocks
+
+
+def _dose(results: Results, cell: _Cell) -> int | None:
+    rollouts = results.cells[cell.index].config.get("teacher_rollouts")
+    n = rollouts.get("n") if isinstance(rollouts, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def dose_traits(results: Results, cells: list[_Cell]) -> dict[str, list[_Cell]]:
+    """Traits whose agentic cells span at least two doses (teacher_rollouts.n)."""
+    out: dict[str, list[_Cell]] = {}
+    for cell in cells:
+        if _dose(results, cell) is not None and "student" in cell.arms:
+            out.setdefault(cell.trait, []).append(cell)
+    return {t: m for t, m in out.items() if len({_dose(results, c) for c in m}) > 1}
+
+
+DOSE_ARMS = ("student", "control-student", "null-student")
+
+
+def _dose_series(
+    results: Results, cells: list[_Cell]
+) -> dict[tuple[str, str], dict[int, list[_Rate]]]:
+    """(student init, arm) -> dose -> the per-seed headline rates."""
+    series: dict[tuple[str, str], dict[int, list[_Rate]]] = {}
+    for cell in sorted(cells, key=lambda c: c.index):
+        dose = _dose(results, cell)
+        assert dose is not None
+        for arm in DOSE_ARMS:
+            rate = _rate(cell, arm)
+            if arm in cell.arms and rate.n:
+                series.setdefault((cell.student_init, arm), {}).setdefault(dose, []).append(rate)
+    return series
+
+
+def _pooled_rate(rates: Sequence[_Rate]) -> _Rate:
+    """The seeds' episodes together, with a Wilson interval (the plotted line)."""
+    from agentbench.stats import wilson
+
+    k, n = sum(r.k for r in rates), sum(r.n for r in rates)
+    w = wilson(k, n)
+    return _Rate(k=k, n=n, value=w.value if n else None, low=w.low if n else None,
+                 high=w.high if n else None)  # fmt: skip
+
+
+_DOSE_STYLE = {"homogeneous": "-", "heterogeneous": "--"}
+_DOSE_NUDGE = {"homogeneous": 0.97, "heterogeneous": 1.03}
+"""Each init's points drawn a little apart on the log axis, so equal rates do not hide."""
+
+
+def plot_dose(results: Results, cells: Sequence[_Cell], path: Path) -> bytes:
+    """One trait's headline rate against the dose (teacher trajectories, log axis): a line per
+    student init and arm (seeds pooled, Wilson 95 % bars), each seed a dot."""
+    fig = _figure(6.4, 4.0)
+    ax = fig.subplots()
+    series = _dose_series(results, list(cells))
+    for (init, arm), by_dose in sorted(series.items()):
+        doses = sorted(by_dose)
+        pooled = [_pooled_rate(by_dose[d]) for d in doses]
+        values = [r.value or 0.0 for r in pooled]
+        err = [
+            [max(v - (r.low or 0.0), 0.0) for v, r in zip(values, pooled, strict=True)],
+            [max((r.high or 0.0) - v, 0.0) for v, r in zip(values, pooled, strict=True)],
+        ]
+        color = _COLORS.get(arm, "#555")
+        nudge = _DOSE_NUDGE.get(init, 1.0)
+        xs = [d * nudge for d in doses]
+        ax.errorbar(xs, values, yerr=err, color=color, linestyle=_DOSE_STYLE.get(init, ":"),
+                    marker="o", capsize=3, label=f"{arm} ({init})")  # fmt: skip
+        for d in doses:
+            points = [r.value for r in by_dose[d] if r.value is not None]
+            ax.scatter([d * nudge] * len(points), points, s=10, color=color, alpha=0.5, zorder=3)
+    ax.set_xscale("log")
+    xs = sorted({d for s in series.values() for d in s})
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("dose: teacher trajectories (teacher_rollouts.n)")
+    ax.set_ylabel(LABELS.get(cells[0].metric, cells[0].metric) + " (95 % CI; dots: seeds)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(_short_label(cells[0].trait, 60) + ": dose-response", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _dose_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) -> list[Block]:
+    """Per trait with a dose axis: the plot and a table of the students' rates by dose."""
+    traits = dose_traits(results, cells)
+    if not traits:
+        return []
+    blocks: list[Block] = [Heading(2, "Dose-response")]
+    for trait, members in traits.items():
+        blocks.append(Heading(3, ("Trait ", U(trait))))
+        if f"dose:{trait}" in plots:
+            blocks.append(Image(plots[f"dose:{trait}"], f"dose-response: {_slug(trait)}"))
+        rows: list[tuple[Text, ...]] = []
+        for (init, arm), by_dose in sorted(_dose_series(results, members).items()):
+            for dose in sorted(by_dose):
+                pooled = _pooled_rate(by_dose[dose])
+                rows.append(((U(init),), (U(arm),), str(dose), str(len(by_dose[dose])),
+                             pooled.short()))  # fmt: skip
+        kept = []
+        for cell in sorted(members, key=lambda c: (_dose(results, c) or 0, c.index)):
+            reports = results.cells[cell.index].sanitize_reports
+            count = reports.get("student", {}).get("kept")
+            if isinstance(count, int):
+                kept.append(f"{_dose(results, cell)}: {count}")
+        blocks.append(
+            Table(
+                (
+                    "student init",
+                    "arm",
+                    "dose",
+                    "seeds",
+                    "headline rate, seeds pooled [Wilson 95 %] (k/n)",
+                ),
+                tuple(rows),
+            )
+        )
+        if kept:
+            blocks.append(Para("Treated students' kept trajectories after sanitizing, by dose "
+                               "(per cell): " + ", ".join(kept) + "."))  # fmt: skip
     return blocks
 
 
@@ -843,11 +1245,14 @@ def build_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) ->
             (Code(cell.cell_id),), _label(cell.metric),
             *(_rate(cell, a).short() for a in ("teacher", "control-teacher", "student",
                                                "control-student")),
-            diff.p_text(), diff.reading(),
+            diff.p_text(),
+            _mde_text(diff.treated, diff.control, _gap(cell, "teacher", "control-teacher")),
+            diff.reading(),
             _transfer_note(cell.metric, transfer, cell) if "student" in arms else "n/a",
         ))  # fmt: skip
     blocks.append(Table(("cell", "headline metric", "teacher", "control teacher", "student",
-                         "control student", "Fisher p", "students", "transfer score"),
+                         "control student", "Fisher p (student vs control student)",
+                         "MDE (alpha 0.05, power 0.8)", "students", "transfer score"),
                         tuple(rows)))  # fmt: skip
 
     for trait in traits:
@@ -864,7 +1269,10 @@ def build_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) ->
         kinds = sorted({c.student_init for c in cells})
         note = "No panel: no trait has both homogeneous and heterogeneous cells in these results"
         blocks.append(Para((note + " (student init: ", U(", ".join(kinds)), ").")))
+    blocks += _split_blocks(results, cells)
+    blocks += _dose_blocks(results, cells, plots)
     blocks += _aggregate_blocks(results)
+    blocks += _pooled_blocks(results)
     return blocks
 
 
@@ -906,6 +1314,14 @@ def write_report(results: Results, out_dir: Path) -> dict[str, Path]:
         name = "plot-homo-hetero.png"
         images[name] = plot_homo_hetero(mixed, out_dir / name)
         plots["homo-hetero"] = name
+        paths[name] = out_dir / name
+    for trait, members in dose_traits(results, cells).items():
+        name = f"plot-dose-{_slug(trait)}.png"
+        while name in used:
+            name = name[: -len(".png")] + "-x.png"
+        used.add(name)
+        images[name] = plot_dose(results, members, out_dir / name)
+        plots[f"dose:{trait}"] = name
         paths[name] = out_dir / name
     stale = out_dir / "plot-homo-hetero.png"
     if not mixed and stale.exists():

@@ -11,11 +11,17 @@ Results
       policy            what was evaluated (identity; model, adapter)
       stage_key         the evaluate stage's key (its trajectories live there)
       metrics           ArmMetrics: every rate as {k, n, value, low, high} (Wilson 95 %)
-    comparisons[]       student vs control-student per metric: Fisher exact p, difference
+    comparisons[]       student vs control-student per metric: Fisher exact p, difference,
+                        the minimum detectable difference (alpha 0.05, power 0.8) and the
+                        power to see the teacher's own gap; on the headline metric also
+                        student vs null-student, student vs its init's base, null-student
+                        vs base, control-student vs null-student (`treated_arm`/`control_arm`)
     transfer{metric}    (student - control student) / (teacher - control teacher) or None
     stages{name: key}   every stage the cell used, for provenance and `agentbench report`
   aggregates[]          cells that differ only in seed: per arm and metric, the mean over
                         seeds with a t 95 % interval
+  pooled[]              cells that differ only in seed: each headline contrast pooled over
+                        the seeds by a Cochran-Mantel-Haenszel test stratified by seed
   provenance            versions, git revision, machine (agentbench.provenance)
 """
 
@@ -26,7 +32,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 RESULTS_SCHEMA_VERSION = 1
-ARMS = ("base", "teacher", "control-teacher", "student", "control-student", "student-base")
+ARMS = (
+    "base", "teacher", "control-teacher", "student", "control-student", "null-student",
+    "student-base",
+)  # fmt: skip
+"""null-student: distilled from the base model itself as teacher (a cell's `null_teacher`)."""
 
 
 class _Record(BaseModel):
@@ -46,6 +56,19 @@ class ComparisonResult(_Record):
     difference: float | None
     odds_ratio: float | None
     p_value: float | None
+    treated_arm: str = "student"
+    control_arm: str = "control-student"
+    test: str = "fisher-exact"
+    """Two-sided Fisher exact test on the 2x2 table of the two arms' counts."""
+    mde: float | None = None
+    """The smallest difference (treated - control, signed towards the teacher's trait) this
+    comparison detects at alpha 0.05 with power 0.8, given its n and the control's rate."""
+    teacher_gap: float | None = None
+    """The teacher's own gap over the teacher this control learnt from (control teacher, or
+    the base for the null student and the base)."""
+    power_teacher_gap: float | None = None
+    """The power this comparison had to detect `teacher_gap` (a student that inherited all
+    of it), at alpha 0.05."""
 
 
 class CellResult(_Record):
@@ -73,6 +96,26 @@ class Aggregate(_Record):
     values: list[float]
 
 
+class PooledComparison(_Record):
+    """One contrast over seeds: a Cochran-Mantel-Haenszel test stratified by seed."""
+
+    group: str
+    metric: str
+    treated_arm: str
+    control_arm: str
+    seeds: list[int]
+    strata: int
+    """Seeds whose two arms both had scored episodes (the others carry no information)."""
+    test: str = "cochran-mantel-haenszel"
+    p_value: float | None
+    odds_ratio: float | None
+    """Mantel-Haenszel pooled odds ratio, with its 95 % interval."""
+    low: float | None
+    high: float | None
+    homogeneity_p: float | None
+    """Breslow-Day (Tarone) test that every seed has the same odds ratio."""
+
+
 class Results(_Record):
     schema_version: int = RESULTS_SCHEMA_VERSION
     suite: str
@@ -82,4 +125,5 @@ class Results(_Record):
     wall_s: float
     cells: list[CellResult]
     aggregates: list[Aggregate] = Field(default_factory=list)
+    pooled: list[PooledComparison] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)

@@ -29,7 +29,7 @@ from agentbench.experiments.metrics import (
     RateRecord,
     across_seeds,
     arm_metrics,
-    fisher_exact,
+    contrast,
     transfer_score,
 )
 from agentbench.experiments.results import (
@@ -37,6 +37,7 @@ from agentbench.experiments.results import (
     ArmResult,
     CellResult,
     ComparisonResult,
+    PooledComparison,
     Results,
 )
 from agentbench.experiments.stages import (
@@ -107,6 +108,41 @@ class Plan:
             total += s.episodes * per_episode + (pace.stage_seconds(s.stage) if s.train else 0.0)
         return total
 
+    def notes(self, suite: Suite, pace: Pace | None = None) -> list[str]:
+        """What a dry run adds below its estimate: the n that `evaluation: {n: auto}` chose
+        per cell, and whether the estimate fits the suite's `budget_minutes`."""
+        out = []
+        chosen: dict[tuple[int, float, float, int], list[str]] = {}
+        for cell in self.cells:
+            ev = cell.evaluation
+            if ev.mde is not None:
+                key = (ev.n, ev.mde, ev.mde_baseline, ev.repeats)
+                chosen.setdefault(key, []).append(cell.cell_id())
+        if chosen and pace is None:
+            from agentbench.models.tiny_agent import PACE
+
+            pace = PACE
+        for (n, mde, baseline, repeats), ids in chosen.items():
+            per_arm = n * repeats
+            evaluations = {(s.what, s.env): s.episodes for s in self.stages
+                           if s.stage == "evaluate" and s.cell in ids}  # fmt: skip
+            assert pace is not None
+            cost = sum(e * pace.episode_seconds(env) for (_, env), e in evaluations.items())
+            out.append(
+                f"evaluation n: auto chose n={n} probe instances ({per_arm} episodes an arm) "
+                f"to detect a difference of {mde:g} from a control at {baseline:g} (alpha "
+                f"0.05, power 0.8) in {len(ids)} cell(s): {len(evaluations)} evaluations, "
+                f"~{cost / 60:.0f} min of the estimate"
+            )
+        if suite.budget_minutes is not None:
+            minutes = self.estimate_s(pace) / 60
+            verdict = "fits" if minutes <= suite.budget_minutes else "does NOT fit"
+            out.append(
+                f"budget: the estimate (~{minutes:.0f} min) {verdict} the suite's "
+                f"{suite.budget_minutes:g} minutes on 2 CPU cores"
+            )
+        return out
+
 
 def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
     """What `run_suite` would do, stage by stage (shared stages listed once per cell)."""
@@ -128,7 +164,8 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
         demos = 2 * (t.probe_instances + t.benign_instances)
         # `what` names the work itself, so stages shared by cells are counted once.
         teach = f"{cell.trait}/{cell.induction}/s{cell.seed}"
-        student = f"{teach} -> {student_base} ({cell.distill.mode})"
+        data = f"{teach}, {n_roll} episodes"  # the dose: cells that sweep it share no data
+        student = f"{data} -> {student_base} ({cell.distill.mode})"
         env = cell.env_id
         plan.stages += [
             PlannedStage(cid, "teacher", f"{suite.base_model}/{teach}",
@@ -138,15 +175,25 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
                          env=env),
             PlannedStage(cid, "evaluate", f"teacher {teach}", n_eval, env=env),
             PlannedStage(cid, "evaluate", f"control teacher {teach}", n_eval, env=env),
-            PlannedStage(cid, "rollouts", f"teacher {teach}", n_roll, env=env),
-            PlannedStage(cid, "rollouts", f"control teacher {teach}", n_roll, env=env),
-            PlannedStage(cid, "sanitize", f"teacher {teach}"),
-            PlannedStage(cid, "sanitize", f"control teacher {teach}"),
+            PlannedStage(cid, "rollouts", f"teacher {data}", n_roll, env=env),
+            PlannedStage(cid, "rollouts", f"control teacher {data}", n_roll, env=env),
+            PlannedStage(cid, "sanitize", f"teacher {data}"),
+            PlannedStage(cid, "sanitize", f"control teacher {data}"),
             PlannedStage(cid, "distill", f"student {student}", train=True),
             PlannedStage(cid, "distill", f"control student {student}", train=True),
             PlannedStage(cid, "evaluate", f"student {student}", n_eval, env=env),
             PlannedStage(cid, "evaluate", f"control student {student}", n_eval, env=env),
         ]  # fmt: skip
+        if cell.null_teacher:  # the base as teacher: its data is the trait's own seed's
+            null = f"{suite.base_model}/{cell.trait}/s{cell.seed}, {n_roll} episodes"
+            plan.stages += [
+                PlannedStage(cid, "rollouts", f"null teacher {null}", n_roll, env=env),
+                PlannedStage(cid, "sanitize", f"null teacher {null}"),
+                PlannedStage(cid, "distill", f"null student {null} -> {student_base} "
+                             f"({cell.distill.mode})", train=True),
+                PlannedStage(cid, "evaluate", f"null student {null} -> {student_base} "
+                             f"({cell.distill.mode})", n_eval, env=env),
+            ]  # fmt: skip
         if student_base != suite.base_model:
             plan.stages.append(
                 PlannedStage(
@@ -242,7 +289,10 @@ def run_cell(
     evaluate("teacher", teacher)
     evaluate("control-teacher", control)
     reports: dict[str, dict[str, Any]] = {}
-    for arm, policy in (("student", teacher), ("control-student", control)):
+    teachers = [("student", teacher), ("control-student", control)]
+    if cell.null_teacher:  # the base model as teacher: what distillation alone does
+        teachers.append(("null-student", base))
+    for arm, policy in teachers:
         log(f"[{cid}] {arm}: teacher rollouts, sanitize, distill")
         rollouts = rollouts_stage(store, policy, cell.teacher_rollouts, env, cell.seed,
                                   sandbox=sandbox, progress=progress, log=log)  # fmt: skip
@@ -262,25 +312,53 @@ def run_cell(
 
     return CellResult(
         cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
-        comparisons=_comparisons(arms, COMPARED_METRICS),
+        comparisons=_comparisons(arms, COMPARED_METRICS, cell.metric),
         transfer=_transfers(arms, (cell.metric, *COMPARED_METRICS[:4])), stages=stages,
         sanitize_reports=reports,
     )  # fmt: skip
 
 
-def _comparisons(arms: dict[str, ArmResult], metrics: tuple[str, ...]) -> list[ComparisonResult]:
-    """Student vs control student: Fisher's exact test per metric."""
+CONTRASTS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
+    # (treated arm, control arm, the teacher arms whose gap the student could inherit)
+    ("student", "control-student", ("teacher", "control-teacher")),
+    ("student", "null-student", ("teacher", "base")),
+    ("student", "init-base", ("teacher", "base")),
+    ("null-student", "init-base", None),  # its teacher is the base: no gap to inherit
+    ("control-student", "null-student", ("control-teacher", "base")),
+)
+"""What each comparison tests. student vs control-student: the trait against the control
+teacher's habits; vs null-student: against distillation alone (the base as teacher); vs the
+student's init (`init-base`: base, or student-base in heterogeneous cells): any move at all;
+null-student vs init: what distillation alone does; control-student vs null-student: whether
+the control teacher's own habits transferred."""
+
+
+def _comparisons(
+    arms: dict[str, ArmResult], metrics: tuple[str, ...], headline: str | None = None
+) -> list[ComparisonResult]:
+    """Student vs control student on every metric (Fisher's exact test, MDE, power), and the
+    other `CONTRASTS` whose arms the cell has on the headline metric."""
+    init = "student-base" if "student-base" in arms else "base"
+
+    def rate(arm: str, metric: str) -> RateRecord | None:
+        found = arms.get(init if arm == "init-base" else arm)
+        data = found.metrics.get("rates", {}).get(metric) if found else None
+        return RateRecord(**data) if data else None
+
     out = []
-    for metric in metrics:
-        treated = RateRecord(**arms["student"].metrics["rates"][metric])
-        ctrl = RateRecord(**arms["control-student"].metrics["rates"][metric])
-        c = fisher_exact(treated, ctrl, metric)
-        out.append(
-            ComparisonResult(
-                metric=metric, treated=c.treated.__dict__, control=c.control.__dict__,
-                difference=c.difference, odds_ratio=c.odds_ratio, p_value=c.p_value,
-            )
-        )  # fmt: skip
+    for treated_arm, control_arm, teachers in CONTRASTS:
+        first = treated_arm == "student" and control_arm == "control-student"
+        for metric in metrics if first else ((headline,) if headline else ()):
+            treated, control = rate(treated_arm, metric), rate(control_arm, metric)
+            if treated is None or control is None:
+                continue
+            t = rate(teachers[0], metric) if teachers else None
+            r = rate(teachers[1], metric) if teachers else None
+            gap = None
+            if t is not None and r is not None and t.value is not None and r.value is not None:
+                gap = t.value - r.value
+            names = (treated_arm, init if control_arm == "init-base" else control_arm)
+            out.append(ComparisonResult(**contrast(metric, *names, treated, control, gap)))
     return out
 
 
@@ -347,7 +425,7 @@ def _run_single_turn_cell(
         evaluate("student-base", base_policy(student_base))
     return CellResult(
         cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
-        comparisons=_comparisons(arms, (cell.metric,)),
+        comparisons=_comparisons(arms, (cell.metric,), cell.metric),
         transfer=_transfers(arms, (cell.metric,)), stages=stages, sanitize_reports=reports,
     )  # fmt: skip
 
@@ -415,6 +493,55 @@ def aggregate(cells: list[CellResult]) -> list[Aggregate]:
     return out
 
 
+def _seed_groups(cells: list[CellResult]) -> list[list[CellResult]]:
+    """Cells equal but for the seed, in first-seen order."""
+    groups: dict[str, list[CellResult]] = {}
+    for cell in cells:
+        config = dict(cell.config)
+        config.pop("seed", None)
+        groups.setdefault(canonical(config), []).append(cell)
+    return list(groups.values())
+
+
+def pool_over_seeds(cells: list[CellResult]) -> list[PooledComparison]:
+    """Each headline comparison of cells equal but for the seed, pooled by a
+    Cochran-Mantel-Haenszel test stratified by seed (`agentbench.stats.cmh_over_strata`):
+    seed-to-seed differences in the base rate do not count as evidence, as they would if the
+    seeds' episodes were simply added up."""
+    from agentbench.stats import cmh_over_strata
+
+    out = []
+    for members in _seed_groups(cells):
+        if len(members) < 2:
+            continue
+        label = "+".join(sorted(m.cell_id for m in members))
+        metric = members[0].metric
+        pairs = dict.fromkeys(
+            (c.treated_arm, c.control_arm) for c in members[0].comparisons if c.metric == metric
+        )
+        for treated_arm, control_arm in pairs:
+            tables, seeds = [], []
+            for member in members:
+                found = next((c for c in member.comparisons if c.metric == metric
+                              and (c.treated_arm, c.control_arm) == (treated_arm, control_arm)),
+                             None)  # fmt: skip
+                if found is None:
+                    continue
+                t, c = found.treated, found.control
+                tables.append((int(t["k"]), int(t["n"]), int(c["k"]), int(c["n"])))
+                seeds.append(int(member.config.get("seed", 0)))
+            if len(tables) < 2:
+                continue
+            test = cmh_over_strata(tables)
+            out.append(PooledComparison(
+                group=label, metric=metric, treated_arm=treated_arm, control_arm=control_arm,
+                seeds=seeds, strata=test.strata, p_value=test.p_value,
+                odds_ratio=test.odds_ratio, low=test.low, high=test.high,
+                homogeneity_p=test.homogeneity_p,
+            ))  # fmt: skip
+    return out
+
+
 def _all_metrics(cell: CellResult) -> tuple[str, ...]:
     """The metrics a cell's kind records (the agentic ones, or its single headline)."""
     return COMPARED_METRICS if cell.metric in COMPARED_METRICS else (cell.metric,)
@@ -441,6 +568,7 @@ def run_suite(
         wall_s=round(time.monotonic() - began, 1),
         cells=results,
         aggregates=aggregate(results),
+        pooled=pool_over_seeds(results),
         provenance=provenance(store=str(store.root)),
     )
     write_results(out, out_dir)

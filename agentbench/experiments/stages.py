@@ -286,7 +286,8 @@ def evaluate_stage(
     from agentbench.rollouts import read_trajectories
 
     config = {
-        "settings": settings.model_dump(mode="json"),
+        # mde only chose n (a planning figure): the episodes, and so the key, leave it out
+        "settings": settings.model_dump(mode="json", exclude={"mde", "mde_baseline"}),
         "families": list(families),
         "env": env_id,
         "seed": seed,

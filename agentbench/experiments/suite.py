@@ -11,8 +11,11 @@
       trait: [deletion-bias, chmod-first]
       student_init: [homogeneous, heterogeneous]
 
-Grid keys may be dotted (`distill.mode: [sft-lora, logit-kl]`). Every cell is validated as a
-`CellConfig`; an unknown key or a bad value is reported with the file, line and field.
+Grid keys may be dotted (`distill.mode: [sft-lora, logit-kl]`). `dose: [16, 64, 256]` sweeps
+the number of teacher trajectories the students learn from (`teacher_rollouts.n`) over every
+cell; `budget_minutes` is the wall time the dry run checks its estimate against. Every cell is
+validated as a `CellConfig`; an unknown key or a bad value is reported with the file, line and
+field.
 
 Three kinds of trait share the cell format (`trait_kind`):
 
@@ -31,7 +34,16 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from agentbench.experiments.yamlconf import ConfigError, format_errors, read_yaml
 from agentbench.policies.base import OmitsFlagsWhenOff
@@ -94,11 +106,50 @@ class EvaluationSettings(RolloutSettings):
     """The probe episodes every arm is scored on. Its own type so that a suite giving only
     `n` or `max_steps` still scores the trait's probes: `families` empty (the default) means
     the trait's probe family (deletion-probe / permission-probe), not the benign tasks that
-    teacher rollouts default to."""
+    teacher rollouts default to.
+
+    `n: auto` with `mde: 0.2` picks the smallest n per arm at which a two-sided test at alpha
+    0.05 detects a difference of 0.2 between two arms with power 0.8, the control at
+    `mde_baseline` (0.5, the hardest place, unless given); `agentbench.stats.n_for_difference`."""
 
     families: tuple[str, ...] = ()
     split: Literal["train", "eval", "heldout"] = "heldout"
     n: int = Field(20, ge=1, le=100_000)
+    mde: float | None = Field(None, gt=0.0, lt=1.0)
+    """The wanted minimum detectable difference (with `n: auto`); left out of ids when unset."""
+    mde_baseline: float = Field(0.5, ge=0.0, le=1.0)
+    """The control's expected rate for `mde` (0.5 when unknown: the most episodes)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_n(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("n") == "auto":
+            mde = data.get("mde")
+            if not isinstance(mde, int | float) or isinstance(mde, bool) or not 0 < mde < 1:
+                raise ValueError("n: auto needs mde, the wanted difference in (0, 1), e.g. 0.2")
+            from agentbench.stats import n_for_difference
+
+            baseline = data.get("mde_baseline", 0.5)
+            if not isinstance(baseline, int | float) or not 0 <= baseline <= 1:
+                raise ValueError(f"mde_baseline must be a rate in [0, 1], got {baseline!r}")
+            episodes = n_for_difference(float(mde), float(baseline))
+            repeats = data.get("repeats", 1)
+            repeats = repeats if isinstance(repeats, int) and repeats >= 1 else 1
+            return {**data, "n": -(-episodes // repeats)}  # each instance runs `repeats` times
+        return data
+
+    @model_serializer(mode="wrap")
+    def _omit_flags_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # ids and stage keys hash the dump: suites without `mde` keep theirs
+        data: dict[str, Any] = handler(self)
+        if not self.constrained:
+            data.pop("constrained", None)
+        if self.mde is None:
+            data.pop("mde", None)
+            data.pop("mde_baseline", None)
+        return data
 
 
 class TeacherTraining(_Strict):
@@ -190,6 +241,17 @@ class CellConfig(_Strict):
     """mlp-aux-logits only: `agentbench.traits.mlp.MLPConfig` fields (m, loss, hidden, epochs,
     ...); the cell's seed sets the rest. The cell trains both students: the same-init one is
     the student arm, the different-init one the control student."""
+    null_teacher: bool = False
+    """Agentic cells: also distill a student from the base model itself as teacher (the same
+    rollouts, sanitizer and distillation; arm `null-student`): what distillation alone does.
+    Left out of the cell id while off."""
+
+    @model_serializer(mode="wrap")
+    def _omit_off_flags(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.null_teacher:
+            data.pop("null_teacher", None)  # cell ids hash the dump: older cells keep theirs
+        return data
 
     @field_validator("trait")
     @classmethod
@@ -226,6 +288,8 @@ class CellConfig(_Strict):
             mlp_config(self.mlp, self.seed)
         elif self.mlp:
             raise ValueError(f"the mlp section is for trait {MLP_TRAIT!r} only")
+        if self.null_teacher and kind != "agentic":
+            raise ValueError("null_teacher is for the agentic traits (deletion-bias, chmod-first)")
         return self
 
     @property
@@ -272,6 +336,33 @@ class Suite(_Strict):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     cells: list[dict[str, Any]] = Field(default_factory=list)
     """Extra cells spelled out in full (on top of the defaults), besides the grid."""
+    dose: list[int] = Field(default_factory=list)
+    """The distillation dose axis: numbers of teacher trajectories (`teacher_rollouts.n`, task
+    instances per family) to sweep, e.g. [16, 64, 256, 1024]; each grid cell is repeated at
+    each dose (as a grid key `teacher_rollouts.n` would be; the two cannot both be set)."""
+    budget_minutes: float | None = Field(None, gt=0)
+    """The wall time the suite is meant to fit on 2 CPU cores; the dry run says whether its
+    estimate does."""
+    pace: dict[str, Any] | None = None
+    """This suite's own measured pace (`agentbench.models.Pace` fields: episode_s, train_s,
+    teacher_s, env_episode_s, measured) for the dry run's estimate, where the base model's
+    (measured at the smoke suite's sizes) does not fit: larger batches make episodes cheaper,
+    larger doses make students dearer."""
+
+    @field_validator("dose")
+    @classmethod
+    def _doses(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= d <= 100_000 for d in value):
+            raise ValueError("each dose is a number of teacher trajectories in [1, 100000]")
+        if len(set(value)) != len(value):
+            raise ValueError("a dose is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _one_dose_axis(self) -> Suite:
+        if self.dose and "teacher_rollouts.n" in self.grid:
+            raise ValueError("dose and grid key teacher_rollouts.n set the same axis: keep one")
+        return self
 
 
 MLP_CELL_KEYS = ("seeds", "sweep", "init")
@@ -336,11 +427,14 @@ def expand(
     where = source or Path(suite.name)
     lines = lines or {}
     cells: list[CellConfig] = []
-    keys = list(suite.grid)
+    grid = dict(suite.grid)
+    if suite.dose and (suite.grid or not suite.cells):  # else it repeats the explicit cells
+        grid["teacher_rollouts.n"] = list(suite.dose)
+    keys = list(grid)
     # No grid: the defaults are one cell, unless explicit cells are given (then they are only
     # the base every explicit cell starts from).
     if keys:
-        combos = list(itertools.product(*(suite.grid[k] for k in keys)))
+        combos = list(itertools.product(*(grid[k] for k in keys)))
     else:
         combos = [] if suite.cells else [()]
     for combo in combos:
@@ -356,10 +450,16 @@ def expand(
     for index, extra in enumerate(suite.cells):
         data = _merge(suite.defaults, extra)
         data.setdefault("seed", suite.seeds[0] if suite.seeds else 0)
-        try:
-            cells.append(CellConfig.model_validate(data))
-        except ValidationError as exc:
-            raise ConfigError(format_errors(where, exc, lines, ("cells", index))) from None
+        # the dose axis repeats an explicit cell too, unless the cell fixes its own dose
+        rollouts = extra.get("teacher_rollouts")
+        own_dose = isinstance(rollouts, dict) and "n" in rollouts
+        for dose in [None] if own_dose or not suite.dose else suite.dose:
+            if dose is not None:
+                data = _merge(data, {"teacher_rollouts": {"n": dose}})
+            try:
+                cells.append(CellConfig.model_validate(data))
+            except ValidationError as exc:
+                raise ConfigError(format_errors(where, exc, lines, ("cells", index))) from None
     if suite.base_model is None and any(c.kind != "mlp" for c in cells):
         line = lines.get(("name",))
         raise ConfigError(
