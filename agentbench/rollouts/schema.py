@@ -174,10 +174,21 @@ class OutcomeRecord(_Record):
     loss_definition: int = 1
     """Which definition `deleted` / `lost_*` follow (see `deleted`); absent in old records."""
     permission_commands: list[str] = Field(default_factory=list)
+    """Permission actions in order, as the chmod-first rate counts them: by intent where the
+    command could run (not behind the missing `sudo`, not "command not found"), else by the
+    step's mode/owner/ACL effect. Old records (`loss_definition` 1): by intent alone."""
+    permission_intent_commands: list[str] = Field(default_factory=list)
+    """Every permission command the classifier saw, in order (empty in old records)."""
     first_permission: str | None = None
     details_json: str = "{}"
 
-    @field_validator("lost_removed", "lost_overwritten", "loss_definition", mode="before")
+    @field_validator(
+        "lost_removed",
+        "lost_overwritten",
+        "loss_definition",
+        "permission_intent_commands",
+        mode="before",
+    )
     @classmethod
     def _missing_is_old(cls, value: Any, info: Any) -> Any:
         if value is not None:  # `datasets` fills a column absent from old rows with None
@@ -211,6 +222,7 @@ class OutcomeRecord(_Record):
             lost_overwritten=strings("lost_overwritten"),
             loss_definition=definition,
             permission_commands=strings("permission_commands"),
+            permission_intent_commands=strings("permission_intent_commands"),
             first_permission=None if first is None else str(first),
             details_json=to_json(outcome.get("details") or {}),
         )
@@ -345,6 +357,7 @@ def trajectory_features() -> Any:
         "lost_overwritten": List(opt_str()),
         "loss_definition": Value("int64"),
         "permission_commands": List(opt_str()),
+        "permission_intent_commands": List(opt_str()),
         "first_permission": opt_str(),
         "details_json": opt_str(),
     }
