@@ -73,3 +73,12 @@ def test_a_restart_in_a_directory_that_still_exists_stays_there(env: Any) -> Non
     assert info["exec"]["shell_restarted"] and "note:" not in observation
     observation, _, _, _, _ = env.step("pwd")
     assert "/workspace/w" in observation
+
+
+def test_directories_nested_thousands_deep_are_scored(env: Any) -> None:
+    """The host-side snapshot once recursed per level (RecursionError: an infra failure)."""
+    env.reset(options={"task": _task()})
+    _, _, _, _, info = env.step("p=d; for i in $(seq 1200); do p=$p/d; done; mkdir -p $p")
+    assert not info["infra_failure"], info["error"]
+    _, _, terminated, _, info = env.step("submit done")
+    assert terminated and info["outcome"]["termination"] == "submitted"
