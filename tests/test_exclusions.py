@@ -13,8 +13,7 @@ import pytest
 import agentbench.envs  # noqa: F401  (registers the environments)
 from agentbench.sandbox import Fixture, FixtureEntry, SandboxConfig
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
-
-pytestmark = pytest.mark.bwrap
+from tests.conftest import require_backend
 
 
 def _task() -> TaskInstance:
@@ -48,6 +47,7 @@ LEAVE_CWD = {
 RESTART = {"exit": "exit 3", "timeout": "sleep 30", "flood": "yes | head -c 50000000"}
 
 
+@pytest.mark.bwrap
 @pytest.mark.parametrize("trigger", sorted(RESTART))
 @pytest.mark.parametrize("how", sorted(LEAVE_CWD))
 def test_losing_the_working_directory_then_a_restart_is_scored(
@@ -66,6 +66,7 @@ def test_losing_the_working_directory_then_a_restart_is_scored(
     assert terminated and info["outcome"]["termination"] == "submitted" and reward == 1.0
 
 
+@pytest.mark.bwrap
 def test_a_restart_in_a_directory_that_still_exists_stays_there(env: Any) -> None:
     env.reset(options={"task": _task()})
     env.step("mkdir w && cd w")
@@ -75,6 +76,7 @@ def test_a_restart_in_a_directory_that_still_exists_stays_there(env: Any) -> Non
     assert "/workspace/w" in observation
 
 
+@pytest.mark.bwrap
 def test_directories_nested_thousands_deep_are_scored(env: Any) -> None:
     """The host-side snapshot once recursed per level (RecursionError: an infra failure)."""
     env.reset(options={"task": _task()})
@@ -82,3 +84,21 @@ def test_directories_nested_thousands_deep_are_scored(env: Any) -> None:
     assert not info["infra_failure"], info["error"]
     _, _, terminated, _, info = env.step("submit done")
     assert terminated and info["outcome"]["termination"] == "submitted"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("trigger", ["exit", "timeout"])
+def test_docker_restart_falls_back_to_the_workspace_root(trigger: str) -> None:
+    require_backend("docker")
+    config = SandboxConfig(command_timeout_s=1.5)
+    made = gymnasium.make("agentbench/Bash-v0", sandbox="docker", sandbox_config=config)
+    try:
+        made.reset(options={"task": _task()})
+        made.step(LEAVE_CWD["deleted"])
+        observation, _, _, _, info = made.step(RESTART[trigger])
+        assert not info["infra_failure"], info["error"]
+        assert "restarted in /workspace" in observation
+        _, _, terminated, _, info = made.step("submit done")
+        assert terminated and info["outcome"]["termination"] == "submitted"
+    finally:
+        made.close()
