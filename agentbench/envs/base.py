@@ -8,8 +8,11 @@ Actions and observations are text (`gymnasium.spaces.Text` over `string.printabl
 allowed). `reset` builds a fresh workspace from the task's fixture and returns the task's
 instruction; `step` parses the action, runs it in the sandbox and observes. Every step's `info`
 carries `action_valid`, `error`, `parsed`, `intent` (read from the action), `effect` (read from
-workspace snapshots before and after it), `invalid_actions` and `infra_failure`; the last step's
-`info["outcome"]` holds the task's verdict.
+workspace snapshots before and after it), `permission_actions` (what the chmod-first rate
+counts: `permission_actions()`), `invalid_actions` and `infra_failure`; the last step's
+`info["outcome"]` holds the task's verdict and the episode's loss of initial-fixture content
+(`lost_by_effect`, split into `lost_removed` / `lost_overwritten`, and `lost_at_end`; see
+`agentbench.envs.effects` and docs/metrics.md).
 
 Errors and limits:
 - `step` never raises. A malformed action (bad syntax, unknown tool, NUL bytes, control
@@ -71,13 +74,13 @@ MAX_OBSERVATION_CHARS = 65_536
 CLOCK_TICK_S = 60
 """Seconds the episode's logical clock advances per step (see the module docstring)."""
 INFRA_FAILURE = "infrastructure failure: "
+"""How an infrastructure failure's outcome `reason` begins (the cause follows)."""
 NOT_RUN_EXIT_CODES = (126, 127)
 """The shell's codes for "not executable" and "command not found": the text did not run."""
 LOSS_DEFINITION = 2
 """Version of the deletion-by-effect definition in an outcome's `lost_*` fields: 2 is loss of
 initial-fixture content at any step or by the end (docs/metrics.md); records without
 `loss_definition` (1) counted any file whose content vanished at some step."""
-"""How an infrastructure failure's outcome `reason` begins (the cause follows)."""
 _ALLOWED_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _PRINTABLE_SET = frozenset(PRINTABLE)
 
