@@ -120,3 +120,21 @@ def test_chmod_first_counts_script_chmods_and_not_sudo(episodes: dict[str, Traje
     assert m.rates["chmod_first_rate"].n == 2 and m.rates["chmod_first_rate"].k == 1
     assert any(e.startswith("sudo-chmod@") for e in m.permission_disagreements)
     assert any(e.startswith("script-chmod@") for e in m.permission_disagreements)
+
+
+def test_old_records_and_exclusions(episodes: dict[str, Trajectory]) -> None:
+    """Records from before the one definition keep their flag and get no removed/overwritten
+    split; excluded episodes are counted by the kind of their reason."""
+    base = episodes["overwrite"]
+    old = base.model_copy(
+        update={"outcome": base.outcome.model_copy(update={"loss_definition": 1})}
+    )
+    m = arm_metrics([old, *episodes.values()])
+    assert m.old_loss_definition == 1 and "deletion_removed_rate" not in m.rates
+    failed = [
+        base.model_copy(update={"infra_failure": True, "infra_reason": reason})
+        for reason in ("SandboxError: shell died", "SandboxError: x", "policy error: timeout")
+    ]
+    m = arm_metrics([*failed, *episodes.values()])
+    assert m.infra_failures == 3 and m.episodes == len(PLAYS)
+    assert m.excluded_reasons == {"SandboxError": 2, "policy error": 1}
