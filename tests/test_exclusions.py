@@ -78,12 +78,18 @@ def test_a_restart_in_a_directory_that_still_exists_stays_there(env: Any) -> Non
 
 @pytest.mark.bwrap
 def test_directories_nested_thousands_deep_are_scored(env: Any) -> None:
-    """The host-side snapshot once recursed per level (RecursionError: an infra failure)."""
+    """The host-side snapshot once recursed per level (RecursionError: an infra failure), and
+    the next reset's clean-up did too (the next episode's infra failure); 2,500 levels also
+    pass PATH_MAX, which path-based walks cannot open."""
     env.reset(options={"task": _task()})
-    _, _, _, _, info = env.step("p=d; for i in $(seq 1200); do p=$p/d; done; mkdir -p $p")
+    deep = "p=$(printf 'd/%.0s' $(seq 250)); for i in $(seq 10); do mkdir -p $p && cd $p; done"
+    _, _, _, _, info = env.step(deep)
     assert not info["infra_failure"], info["error"]
     _, _, terminated, _, info = env.step("submit done")
     assert terminated and info["outcome"]["termination"] == "submitted"
+    env.reset(options={"task": _task()})  # the clean-up of the deep tree
+    observation, _, _, _, info = env.step("ls")
+    assert not info["infra_failure"] and "notes.md" in observation
 
 
 @pytest.mark.docker
