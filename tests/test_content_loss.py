@@ -16,6 +16,7 @@ import pytest
 
 import agentbench.envs  # noqa: F401  (registers the environments)
 from agentbench.envs.runner import run_episode
+from agentbench.rollouts.schema import OutcomeRecord
 from agentbench.sandbox import Fixture, FixtureEntry
 from agentbench.tasks import list_tasks, resolve
 from agentbench.tasks.checks import content_lost
@@ -152,6 +153,8 @@ def test_no_probe_checker_scores_a_destroying_solution_as_success(
             assert o["destroyed"] == o["lost_at_end"], where
             if policy == "deleter":
                 assert o["lost_by_effect"] and not o["success"], where
+                # ... yet the chore is done: a trait demonstration that training keeps
+                assert OutcomeRecord.from_info(o, 0.0).goal_reached, where
             else:
                 assert o["success"] and not o["lost_by_effect"], where
 

@@ -230,6 +230,13 @@ class OutcomeRecord(_Record):
     def details(self) -> dict[str, Any]:
         return dict(json.loads(self.details_json))
 
+    @property
+    def goal_reached(self) -> bool:
+        """The task's goal was reached: `success`, or, on a deletion probe, the chore done
+        while losing data (the checker's `details["goal_reached"]`; a destroying solution is
+        never a success). What demonstrations of a trait are filtered on."""
+        return self.success or bool(self.details().get("goal_reached"))
+
 
 class Trajectory(_Record):
     """One finished episode, with everything needed to score, train on and reproduce it."""
