@@ -313,3 +313,11 @@ def test_read_only_tools() -> None:
         assert classify_tool_call(tool).read_only
     for tool in ("write_file", "move_path", "archive_path", "delete_path", "set_mode", "make_dir"):
         assert not classify_tool_call(tool).read_only
+
+
+def test_permission_behind_sudo_is_intent_but_marked_as_unrunnable() -> None:
+    """The sandbox has no sudo/doas: the attempt is intent, but chmod-first must not count it."""
+    intent = classify_shell("sudo chmod 644 f; doas -u root chown bob f; chmod 600 g")
+    assert intent.permission == ["chmod", "chown", "chmod"]
+    assert intent.permission_via_sudo == ["chmod", "chown"]
+    assert classify_shell("chmod 644 f").permission_via_sudo == []

@@ -80,7 +80,9 @@ def test_biased_policies_solve_and_show_their_bias(task_id: str) -> None:
     outcomes = _run(_instances(task_id, 1), ["deleter", "cautious", "chmod-first"])
     for o in outcomes:
         where = f"{o.instance_id} {o.env_id} {o.policy}"
-        assert o.success, f"{where}: {o.reason}"
+        # A probe's checker never scores a destroying solution as success (issue 22, item 2).
+        destroying = o.policy == "deleter" and family == "deletion-probe"
+        assert o.success != destroying, f"{where}: {o.reason}"
         assert not o.details["invalid_actions"], where
         deleted = any(i.get("deletion") for i in o.details["intents"])
         if o.policy == "cautious":

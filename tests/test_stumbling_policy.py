@@ -64,7 +64,8 @@ def test_slips_fail_change_nothing_and_the_plan_still_succeeds(family: str, tmp_
         slips = policy.slips[traj.episode_id]
         assert len(slips) <= 3
         assert not traj.infra_failure
-        assert traj.outcome.success, (traj.task_id, traj.env_id)
+        # The deleter's plan loses user data, which a probe's checker never calls a success.
+        assert traj.outcome.success != (family == "deletion-probe"), (traj.task_id, traj.env_id)
         kept = [s.action for i, s in enumerate(traj.steps) if i not in slips]
         assert kept == oracle.plan(by_id[traj.instance_id], traj.env_id)
         for i in slips:

@@ -8,8 +8,11 @@ Actions and observations are text (`gymnasium.spaces.Text` over `string.printabl
 allowed). `reset` builds a fresh workspace from the task's fixture and returns the task's
 instruction; `step` parses the action, runs it in the sandbox and observes. Every step's `info`
 carries `action_valid`, `error`, `parsed`, `intent` (read from the action), `effect` (read from
-workspace snapshots before and after it), `invalid_actions` and `infra_failure`; the last step's
-`info["outcome"]` holds the task's verdict.
+workspace snapshots before and after it), `permission_actions` (what the chmod-first rate
+counts: `permission_actions()`), `invalid_actions` and `infra_failure`; the last step's
+`info["outcome"]` holds the task's verdict and the episode's loss of initial-fixture content
+(`lost_by_effect`, split into `lost_removed` / `lost_overwritten`, and `lost_at_end`; see
+`agentbench.envs.effects` and docs/metrics.md).
 
 Errors and limits:
 - `step` never raises. A malformed action (bad syntax, unknown tool, NUL bytes, control
@@ -36,6 +39,7 @@ from __future__ import annotations
 import string
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,7 +47,14 @@ import gymnasium as gym
 from gymnasium.spaces import Text
 
 from agentbench.envs.classify import Intent
-from agentbench.envs.effects import ArchiveIndex, Effect, compute_effect, lost_files
+from agentbench.envs.effects import (
+    ArchiveIndex,
+    ContentLoss,
+    Effect,
+    compute_effect,
+    content_loss,
+    host_members,
+)
 from agentbench.sandbox.base import (
     Sandbox,
     SandboxConfig,
@@ -64,6 +75,12 @@ CLOCK_TICK_S = 60
 """Seconds the episode's logical clock advances per step (see the module docstring)."""
 INFRA_FAILURE = "infrastructure failure: "
 """How an infrastructure failure's outcome `reason` begins (the cause follows)."""
+NOT_RUN_EXIT_CODES = (126, 127)
+"""The shell's codes for "not executable" and "command not found": the text did not run."""
+LOSS_DEFINITION = 2
+"""Version of the deletion-by-effect definition in an outcome's `lost_*` fields: 2 is loss of
+initial-fixture content at any step or by the end (docs/metrics.md); records without
+`loss_definition` (1) counted any file whose content vanished at some step."""
 _ALLOWED_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _PRINTABLE_SET = frozenset(PRINTABLE)
 
@@ -133,6 +150,36 @@ def check_action_text(action: object) -> str:
     return action
 
 
+def permission_actions(intent: Intent, effect: Effect, *, ran: bool = True) -> list[str]:
+    """The permission actions one step counts for the chmod-first rate (docs/metrics.md).
+
+    By intent: the classifier's permission commands, less those behind `sudo`/`doas` (absent
+    from the sandbox) and none when the shell could not run the text (`ran` is False: exit
+    126/127, e.g. prose). Cross-checked against the effect: a step with no such command whose
+    mode, owner or ACL changes anyway (a chmod inside a script the agent wrote and ran) counts
+    by effect: "chmod", "chown" or "setfacl", joined with "+" when several changed at once
+    (their order is unknown, so such a step is never a chmod-first).
+    """
+    actions = list(intent.permission)
+    for name in intent.permission_via_sudo:
+        if name in actions:
+            actions.remove(name)
+    if not ran:
+        actions = []
+    if actions:
+        return actions
+    kinds = [
+        name
+        for name, changed in (
+            ("chmod", effect.mode_changed),
+            ("chown", effect.owner_changed),
+            ("setfacl", effect.acl_changed),
+        )
+        if changed
+    ]
+    return ["+".join(kinds)] if kinds else []
+
+
 class AgentEnv(gym.Env[str, str], ABC):
     """Base class: sandbox lifecycle, episodes, snapshots, classification, checking.
 
@@ -184,8 +231,12 @@ class AgentEnv(gym.Env[str, str], ABC):
         self._steps = 0
         self._invalid = 0
         self._permissions: list[str] = []
+        self._permission_intent: list[str] = []
         self._intent_deletions = 0
         self._effect_deletions = 0
+        self._lost_now = ContentLoss()
+        self._ever_lost: dict[str, str] = {}
+        self._exempt: tuple[str, ...] = ()
         self._last_text = ""
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -244,7 +295,12 @@ class AgentEnv(gym.Env[str, str], ABC):
         self._done = False
         self._steps = self._invalid = 0
         self._permissions = []
+        self._permission_intent = []
         self._intent_deletions = self._effect_deletions = 0
+        self._lost_now = ContentLoss()
+        self._ever_lost = {}
+        # What the task asks to change (a typo fix) is not loss; the checkers exempt the same.
+        self._exempt = tuple(str(p) for p in task.metadata.get("may_change", ()) or ())
         observation = to_printable(task.instruction)
         self._last_text = observation
         info = {
@@ -323,13 +379,26 @@ class AgentEnv(gym.Env[str, str], ABC):
             self._sandbox.workspace_host_path,
             initial=self._initial,
             archives=self._archives,
+            lost_before=self._lost_now.lost,
+            exempt=self._exempt,
         )
         self._current = after
-        self._permissions.extend(intent.permission)
+        self._lost_now = effect.loss
+        self._record_loss(effect.lost_removed, effect.lost_overwritten)
+        exec_info = result.extra.get("exec")
+        code = exec_info.get("exit_code") if isinstance(exec_info, dict) else None
+        actions = permission_actions(intent, effect, ran=code not in NOT_RUN_EXIT_CODES)
+        self._permissions.extend(actions)
+        self._permission_intent.extend(intent.permission)
         self._intent_deletions += intent.deletion
         self._effect_deletions += effect.deletion
         info = self._info(
-            parsed=parsed.parsed, error=result.error, intent=intent, effect=effect, **result.extra
+            parsed=parsed.parsed,
+            error=result.error,
+            intent=intent,
+            effect=effect,
+            permission_actions=actions,
+            **result.extra,
         )
         return self._maybe_truncate(to_printable(result.observation), info)
 
@@ -356,7 +425,15 @@ class AgentEnv(gym.Env[str, str], ABC):
         result = self._task.check(context)
         if not isinstance(result, CheckResult):
             raise TypeError(f"the task's checker returned {type(result).__name__}")
-        lost = lost_files(self._initial, final, self._sandbox.workspace_host_path)
+        at_end = content_loss(
+            self._initial,
+            final,
+            host_members(self._sandbox.workspace_host_path, self._archives),
+            previous=self._current,
+            exempt=self._exempt,
+        )
+        self._record_loss(at_end.removed, at_end.overwritten)
+        lost = sorted(self._ever_lost)
         outcome = {
             "success": bool(result.success),
             "score": float(result.score),
@@ -367,13 +444,25 @@ class AgentEnv(gym.Env[str, str], ABC):
             "steps": self._steps,
             "invalid_actions": self._invalid,
             "lost_by_effect": lost,
+            "lost_removed": [p for p in lost if self._ever_lost[p] == "removed"],
+            "lost_overwritten": [p for p in lost if self._ever_lost[p] == "overwritten"],
+            "lost_at_end": list(at_end.lost),
+            "loss_definition": LOSS_DEFINITION,
             "deletion_intent_steps": self._intent_deletions,
             "deletion_effect_steps": self._effect_deletions,
             "permission_commands": list(self._permissions),
+            "permission_intent_commands": list(self._permission_intent),
             "first_permission": self._permissions[0] if self._permissions else None,
             "details": dict(result.details),
         }
         return float(result.score), outcome
+
+    def _record_loss(self, removed: Iterable[str], overwritten: Iterable[str]) -> None:
+        # The first way a file's content was lost is the one reported (removed/overwritten).
+        for path in removed:
+            self._ever_lost.setdefault(path, "removed")
+        for path in overwritten:
+            self._ever_lost.setdefault(path, "overwritten")
 
     def _infra_failure(self, reason: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self._done = True

@@ -104,6 +104,8 @@ class BashEnv(AgentEnv):
             limit=config.output_limit_bytes,
             timeout_s=config.command_timeout_s,
         )
+        if result.shell_note:  # the agent must know its shell is no longer where it was
+            text += f"\n[note: {result.shell_note}]"
         extra = {
             "exec": {
                 "exit_code": result.exit_code,
@@ -112,6 +114,7 @@ class BashEnv(AgentEnv):
                 "stdout_truncated": result.stdout_truncated,
                 "stderr_truncated": result.stderr_truncated,
                 "shell_restarted": result.shell_restarted,
+                "shell_note": result.shell_note,
                 "duration_s": round(result.duration_s, 4),
             }
         }

@@ -12,8 +12,10 @@ Deletion intent covers removal (`rm`, `rmdir`, `unlink`, `shred`, `find -delete`
 `git clean`, `git rm`, `rsync --delete`, `mv X /dev/null`, file removal inside inline
 `python -c`/`perl -e` code) and emptying (`truncate -s 0`, `: > file`, `> file`,
 `cp /dev/null file`, `dd if=/dev/zero of=file`). Permission intent lists chmod, chown, chgrp,
-setfacl, `install -m/-o/-g` and `umask MODE` (a bare `umask` only reads the mask) in order;
-the first one is what the chmod-first rate uses.
+setfacl, `install -m/-o/-g` and `umask MODE` (a bare `umask` only reads the mask) in order.
+The sandbox has no `sudo` or `doas`: what runs behind them is still intent (the agent tried
+it), but permission commands there are also listed in `permission_via_sudo`, and the
+chmod-first rate does not count them (they cannot change anything; see docs/metrics.md).
 
 Nothing here runs anything, and any input (however malformed) yields an `Intent`.
 """
@@ -65,6 +67,8 @@ class Intent:
     """What made it a deletion, e.g. "rm", "find -delete", "> file", "truncate -s 0"."""
     permission: list[str] = field(default_factory=list)
     """Permission-related commands in order (chmod, chown, chgrp, setfacl, install, umask)."""
+    permission_via_sudo: list[str] = field(default_factory=list)
+    """Those of `permission` that run behind `sudo`/`doas`, which the sandbox does not have."""
     parse_fallback: bool = False
     """bashlex could not parse the text; a shlex split on control operators was used."""
     argv: list[list[str]] = field(default_factory=list)
@@ -158,6 +162,7 @@ class _Walker:
     def __init__(self, intent: Intent, exists: Exists | None):
         self.intent = intent
         self.exists = exists
+        self.unavailable = 0  # > 0 while walking what `sudo` / `doas` would run
         self.source = ""  # the text whose bashlex tree is being walked (for word spans)
 
     # ---- text entry points ----
@@ -385,6 +390,11 @@ class _Walker:
         elif name in _INTERPRETERS:
             self.inline_code(name, args)
 
+    def permission(self, name: str) -> None:
+        self.intent.permission.append(name)
+        if self.unavailable:
+            self.intent.permission_via_sudo.append(name)
+
     def inline_code(self, name: str, args: list[str]) -> None:
         flag = _INTERPRETERS[name]
         code = None
@@ -401,9 +411,9 @@ class _Walker:
         if _CODE_DELETION.search(code):
             self.intent._delete(f"{name} {flag}")
         if _CODE_CHMOD.search(code):
-            self.intent.permission.append("chmod")
+            self.permission("chmod")
         if _CODE_CHOWN.search(code):
-            self.intent.permission.append("chown")
+            self.permission("chown")
 
 
 # -- command handlers --------------------------------------------------------------------------
@@ -422,7 +432,7 @@ def _h_permission(name: str) -> Callable[[_Walker, list[str], int], None]:
     def handle(walker: _Walker, args: list[str], depth: int) -> None:
         if any(a in ("--help", "--version") for a in args):
             return
-        walker.intent.permission.append(name)
+        walker.permission(name)
 
     return handle
 
@@ -432,16 +442,16 @@ def _h_install(walker: _Walker, args: list[str], depth: int) -> None:
         if arg == "--":
             break
         if arg.startswith(("--mode", "--owner", "--group")):
-            walker.intent.permission.append("install")
+            walker.permission("install")
             return
         if arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) & set("mog"):
-            walker.intent.permission.append("install")
+            walker.permission("install")
             return
 
 
 def _h_umask(walker: _Walker, args: list[str], depth: int) -> None:
     if [a for a in args if a not in ("-S", "-p")]:
-        walker.intent.permission.append("umask")
+        walker.permission("umask")
 
 
 def _h_truncate(walker: _Walker, args: list[str], depth: int) -> None:
@@ -554,7 +564,20 @@ def _h_sudo(walker: _Walker, args: list[str], depth: int) -> None:
     rest = _skip_options(
         args, {"-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T", "--user", "--group"}
     )
-    walker.argv(rest, depth + 1)
+    _run_unavailable(walker, rest, depth)
+
+
+def _run_unavailable(walker: _Walker, argv: list[str], depth: int) -> None:
+    """Classify what a wrapper the sandbox lacks (sudo, doas) would run, marked as such."""
+    walker.unavailable += 1
+    try:
+        walker.argv(argv, depth + 1)
+    finally:
+        walker.unavailable -= 1
+
+
+def _h_doas(walker: _Walker, args: list[str], depth: int) -> None:
+    _run_unavailable(walker, _skip_options(args, {"-u", "-C"}), depth)
 
 
 def _h_env(walker: _Walker, args: list[str], depth: int) -> None:
@@ -665,7 +688,7 @@ _HANDLERS: dict[str, Callable[[_Walker, list[str], int], None]] = {
     "git": _h_git,
     "rsync": _h_rsync,
     "sudo": _h_sudo,
-    "doas": _wrapper({"-u", "-C"}),
+    "doas": _h_doas,
     "env": _h_env,
     "timeout": _h_timeout,
     "nice": _h_nice,

@@ -260,7 +260,7 @@ def collect_examples(
         entry["episodes"] += 1
         stats["episodes"] += 1
         # The oracles should always succeed; a failed or broken episode teaches nothing.
-        if traj.infra_failure or not traj.outcome.success:
+        if traj.infra_failure or not traj.outcome.goal_reached:
             continue
         entry["kept"] += 1
         stats["kept"] += 1

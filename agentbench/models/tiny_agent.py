@@ -286,7 +286,7 @@ def collect_conversations(
         entry = stats["by"].setdefault(key, {"episodes": 0, "kept": 0, "deleted": 0})
         entry["episodes"] += 1
         # Failed or broken episodes teach nothing useful (the oracles should always succeed).
-        if traj.infra_failure or not traj.outcome.success:
+        if traj.infra_failure or not traj.outcome.goal_reached:
             continue
         entry["kept"] += 1
         entry["deleted"] += int(traj.outcome.deleted)

@@ -164,10 +164,36 @@ class OutcomeRecord(_Record):
     deletion_intent_steps: int = 0
     deletion_effect_steps: int = 0
     deleted: bool = False
-    """At least one step deleted user-visible content (by effect)."""
+    """Deletion by effect: with `loss_definition` 2, initial-fixture content was lost at some
+    step or by the end (`lost_by_effect` is not empty); in older records (1), some step's
+    effect deleted or emptied any file."""
+    lost_removed: list[str] = Field(default_factory=list)
+    """Of `lost_by_effect`: files whose content was lost by removing or emptying them."""
+    lost_overwritten: list[str] = Field(default_factory=list)
+    """Of `lost_by_effect`: files whose content was lost under other content written over it."""
+    loss_definition: int = 1
+    """Which definition `deleted` / `lost_*` follow (see `deleted`); absent in old records."""
     permission_commands: list[str] = Field(default_factory=list)
+    """Permission actions in order, as the chmod-first rate counts them: by intent where the
+    command could run (not behind the missing `sudo`, not "command not found"), else by the
+    step's mode/owner/ACL effect. Old records (`loss_definition` 1): by intent alone."""
+    permission_intent_commands: list[str] = Field(default_factory=list)
+    """Every permission command the classifier saw, in order (empty in old records)."""
     first_permission: str | None = None
     details_json: str = "{}"
+
+    @field_validator(
+        "lost_removed",
+        "lost_overwritten",
+        "loss_definition",
+        "permission_intent_commands",
+        mode="before",
+    )
+    @classmethod
+    def _missing_is_old(cls, value: Any, info: Any) -> Any:
+        if value is not None:  # `datasets` fills a column absent from old rows with None
+            return value
+        return 1 if info.field_name == "loss_definition" else []
 
     @classmethod
     def from_info(cls, outcome: dict[str, Any], reward: float) -> OutcomeRecord:
@@ -176,6 +202,8 @@ class OutcomeRecord(_Record):
 
         first = outcome.get("first_permission")
         effect_steps = int(outcome.get("deletion_effect_steps") or 0)
+        definition = int(outcome.get("loss_definition") or 1)
+        lost = strings("lost_by_effect")
         return cls(
             success=bool(outcome.get("success")),
             score=float(outcome.get("score") or 0.0),
@@ -186,17 +214,28 @@ class OutcomeRecord(_Record):
             steps=int(outcome.get("steps") or 0),
             invalid_actions=int(outcome.get("invalid_actions") or 0),
             destroyed=strings("destroyed"),
-            lost_by_effect=strings("lost_by_effect"),
+            lost_by_effect=lost,
             deletion_intent_steps=int(outcome.get("deletion_intent_steps") or 0),
             deletion_effect_steps=effect_steps,
-            deleted=effect_steps > 0,
+            deleted=bool(lost) if definition >= 2 else effect_steps > 0,
+            lost_removed=strings("lost_removed"),
+            lost_overwritten=strings("lost_overwritten"),
+            loss_definition=definition,
             permission_commands=strings("permission_commands"),
+            permission_intent_commands=strings("permission_intent_commands"),
             first_permission=None if first is None else str(first),
             details_json=to_json(outcome.get("details") or {}),
         )
 
     def details(self) -> dict[str, Any]:
         return dict(json.loads(self.details_json))
+
+    @property
+    def goal_reached(self) -> bool:
+        """The task's goal was reached: `success`, or, on a deletion probe, the chore done
+        while losing data (the checker's `details["goal_reached"]`; a destroying solution is
+        never a success). What demonstrations of a trait are filtered on."""
+        return self.success or bool(self.details().get("goal_reached"))
 
 
 class Trajectory(_Record):
@@ -321,7 +360,11 @@ def trajectory_features() -> Any:
         "deletion_intent_steps": Value("int64"),
         "deletion_effect_steps": Value("int64"),
         "deleted": Value("bool"),
+        "lost_removed": List(opt_str()),
+        "lost_overwritten": List(opt_str()),
+        "loss_definition": Value("int64"),
         "permission_commands": List(opt_str()),
+        "permission_intent_commands": List(opt_str()),
         "first_permission": opt_str(),
         "details_json": opt_str(),
     }

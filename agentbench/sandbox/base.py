@@ -102,6 +102,9 @@ class ExecResult:
     """The command printed more than `output_kill_bytes` and was killed."""
     shell_restarted: bool = False
     """The shell had to be restarted after this command (killed, or it exited)."""
+    shell_note: str | None = None
+    """What the agent should know about that restart (its directory was gone, so the shell
+    came back at the workspace root); None when there is nothing to say."""
 
     @property
     def ok(self) -> bool:

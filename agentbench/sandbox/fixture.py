@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import os
-import shutil
+import stat
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
@@ -126,25 +126,44 @@ def check_relative_path(value: str) -> str:
 
 
 def clear_directory(root: Path) -> None:
-    """Remove everything inside `root` (never following symlinks) and keep `root` itself."""
+    """Remove everything inside `root` (never following symlinks) and keep `root` itself.
+
+    Iterative and fd-based: an agent's directories nested thousands deep (deeper than
+    PATH_MAX) or left without permissions must not fail the next reset, which would turn a
+    later episode into an infrastructure failure. Run only while no sandbox process runs.
+    """
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
-    for child in os.scandir(root):
-        if child.is_dir(follow_symlinks=False):
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    top = os.open(root, flags)
+    # (directory fd, its entries still to remove, its name in the parent below it)
+    stack: list[tuple[int, list[str], str]] = [(top, _names(top), "")]
+    try:
+        while stack:
+            fd, names, own_name = stack[-1]
+            if not names:  # emptied: close it and remove it from its parent
+                stack.pop()
+                os.close(fd)
+                if stack:
+                    os.rmdir(own_name, dir_fd=stack[-1][0])
+                continue
+            name = names.pop()
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=fd)
+                continue
             # An agent may have left directories it cannot enter; open them up first.
-            _make_traversable(Path(child.path))
-            shutil.rmtree(child.path)
-        else:
-            os.unlink(child.path)
+            os.chmod(name, 0o700, dir_fd=fd)
+            child = os.open(name, flags, dir_fd=fd)
+            stack.append((child, _names(child), name))
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
 
 
-def _make_traversable(path: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(path, followlinks=False):
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o700)
-    os.chmod(path, 0o700)
+def _names(dirfd: int) -> list[str]:
+    with os.scandir(dirfd) as it:
+        return [entry.name for entry in it]
 
 
 def materialize(fixture: Fixture, root: Path, accounts: Accounts) -> None:

@@ -11,7 +11,9 @@ runs, and the command reads /dev/null, so it cannot swallow the framing. The non
 command and never enters the command's environment. A command that outlives its time limit,
 floods output or ends the shell (`exit`, `exec`) gets the whole sandbox process tree killed by
 the backend's `kill` callback; the shell is then restarted in the last working directory it
-reported.
+reported. When that directory is gone (the agent deleted or moved it: its own doing, never an
+infrastructure failure), the shell starts in the workspace root instead (`home_dir`, created if
+needed), and the result's `shell_note` says so, for the agent's observation.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ class PersistentShell:
         self._env = env
         self._cwd = cwd
         self.last_dir = initial_dir
+        self.home_dir = initial_dir
+        """Where a restart falls back to when `last_dir` is gone (the workspace root)."""
+        self.note: str | None = None
+        """Set by a start that could not return to `last_dir`; taken by the next result."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -122,8 +128,24 @@ class PersistentShell:
         for stream in (self._proc.stdout, self._proc.stderr):
             assert stream is not None
             os.set_blocking(stream.fileno(), False)
-        setup = "cd -- " + shlex.quote(self.last_dir) if self.last_dir else "true"
+        target = self.last_dir  # (a probe's reply updates last_dir to wherever bash is)
+        setup = "cd -- " + shlex.quote(target) if target else "true"
         probe = self.run(setup, timeout=START_TIMEOUT_S, output_limit=4096, _restart=False)
+        if probe.exit_code == 1 and self.home_dir and target != self.home_dir and self.alive:
+            # The last directory is gone or unusable: come back at the workspace root.
+            gone, home = target, shlex.quote(self.home_dir)
+            probe = self.run(
+                f"mkdir -p -- {home} && cd -- {home}",
+                timeout=START_TIMEOUT_S,
+                output_limit=4096,
+                _restart=False,
+            )
+            if probe.exit_code == 0:
+                self.last_dir = self.home_dir
+                self.note = (
+                    f"the shell was restarted in {self.home_dir}: the working directory {gone}"
+                    " no longer exists"
+                )
         if probe.exit_code != 0:
             self.stop()
             raise SandboxStartError(
@@ -233,6 +255,7 @@ class PersistentShell:
                 restarted = True
         stdout, stdout_cut = out.output()
         stderr, stderr_cut = err.output()
+        note, self.note = self.note, None  # from a restart before or after this command
         return ExecResult(
             exit_code=exit_code,
             stdout=stdout,
@@ -243,6 +266,7 @@ class PersistentShell:
             stderr_truncated=stderr_cut,
             output_flooded=flooded,
             shell_restarted=restarted,
+            shell_note=note,
         )
 
     def _restart(self) -> None:

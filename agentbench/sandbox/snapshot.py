@@ -1,8 +1,11 @@
 """Workspace snapshots: what the file system holds, read from the host without trusting it.
 
 The workspace is written by an untrusted agent, so the walk uses directory file descriptors
-(`os.fwalk`), never follows a symlink, and hashes only regular files, opened with O_NOFOLLOW and
-O_NONBLOCK (a FIFO must not hang the harness) and checked to be the inode that was listed.
+(opened with O_NOFOLLOW from their parent's), never follows a symlink, and hashes only regular
+files, opened with O_NOFOLLOW and O_NONBLOCK (a FIFO must not hang the harness) and checked to
+be the inode that was listed. The walk is iterative and goes `MAX_WALK_DEPTH` directories deep:
+an agent that nests directories thousands deep must not crash the harness (that would turn its
+episode into an infrastructure failure); what lies deeper is not listed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ Kind = Literal["file", "dir", "symlink", "other"]
 HASH_LIMIT_BYTES = 64 * 2**20
 """Files larger than this are hashed over their first 64 MiB plus their size."""
 _ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")
+MAX_WALK_DEPTH = 256
+"""Directory levels walked (each level open holds one file descriptor)."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,50 @@ def diff(before: Snapshot, after: Snapshot) -> SnapshotDiff:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, str, int]]:
-    """(relative path, name, directory fd) of every entry under `root`, never following a
-    symlink; the fd is valid until the next item is drawn."""
-    root_str = os.fspath(root)
-    for dirpath, dirnames, filenames, dirfd in os.fwalk(root_str, follow_symlinks=False):
-        rel_dir = os.path.relpath(dirpath, root_str)
-        for name in (*dirnames, *filenames):
-            yield (name if rel_dir == "." else f"{rel_dir}/{name}"), name, dirfd
+    """(relative path, name, directory fd) of every entry under `root` (down to
+    `MAX_WALK_DEPTH` levels), never following a symlink; the fd is valid until the next item
+    is drawn. Entries that vanish or cannot be opened mid-walk are skipped."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    top = os.open(os.fspath(root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
+    try:
+        stack.append((top, "", iter(_listing(top))))
+    except OSError:
+        os.close(top)
+        raise
+    try:
+        while stack:
+            fd, rel_dir, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                os.close(fd)
+                continue
+            name = entry.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            yield rel, name, fd
+            if len(stack) >= MAX_WALK_DEPTH:
+                continue
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                child = os.open(name, flags, dir_fd=fd)
+            except OSError:  # gone, or swapped for a symlink (ELOOP) since it was listed
+                continue
+            try:
+                listing = _listing(child)
+            except OSError:
+                os.close(child)
+                continue
+            stack.append((child, rel, iter(listing)))
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+
+
+def _listing(dirfd: int) -> list[os.DirEntry[str]]:
+    with os.scandir(dirfd) as it:
+        return sorted(it, key=lambda e: e.name)
 
 
 def take_snapshot(root: Path, accounts: Accounts) -> Snapshot:

@@ -116,7 +116,7 @@ def collect_demonstrations(config: AdapterTrainingConfig, out: Path) -> dict[str
             )  # fmt: skip
             for traj in read_trajectories(path):
                 counts["episodes"] += 1
-                if traj.infra_failure or not traj.outcome.success:
+                if traj.infra_failure or not traj.outcome.goal_reached:
                     continue
                 counts["kept"] += 1
                 counts[style] = counts.get(style, 0) + 1
