@@ -223,6 +223,8 @@ def _shell_extra(trait: str, intent: Intent, seen: Seen) -> list[str]:
                 out.append("text:git --chmod")
             elif name == "rsync" and any(a.startswith("--chmod") for a in args):
                 out.append("text:rsync --chmod")
+            elif name == "install" and len(operands) >= 2 and "install" not in intent.permission:
+                out.append("text:install")  # sets mode 0755 even without -m
     return out
 
 

@@ -135,7 +135,9 @@ def normalize(text: str) -> str:
     (ASCII text comes back unchanged)."""
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFKC", text).translate(_format_chars())
+    # Confusables first too: NFKC splits some look-alikes (U+02DB, an "i") into a space and a
+    # combining mark, which would cut the word in two.
+    text = unicodedata.normalize("NFKC", confusable_skeleton(text)).translate(_format_chars())
     return confusable_skeleton(text)
 
 
