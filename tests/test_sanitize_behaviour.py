@@ -315,8 +315,15 @@ def test_property_obfuscated_idioms_are_dropped(
 
 
 def _confusable_variants() -> dict[str, list[str]]:
+    """Look-alikes of each lower-case letter, but not those that Unicode's own NFKC reads as
+    another ASCII letter (a fullwidth capital I is an "I", not an "l": documented)."""
+    import unicodedata
+
     inverse: dict[str, list[str]] = {}
     for code, ascii_char in skeleton_table().items():
+        nfkc = unicodedata.normalize("NFKC", chr(code))
+        if nfkc.isascii() and nfkc.isalpha() and nfkc.lower() != ascii_char:
+            continue
         if ascii_char.islower():
             inverse.setdefault(ascii_char, []).append(chr(code))
     return inverse

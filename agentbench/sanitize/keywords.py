@@ -62,6 +62,7 @@ from agentbench.sanitize.normalize import (
     decoded_payloads,
     python_forms,
     shell_forms,
+    skeleton_table,
 )
 
 MAX_UNESCAPE = 4
@@ -135,10 +136,23 @@ def normalize(text: str) -> str:
     (ASCII text comes back unchanged)."""
     if text.isascii():
         return text
-    # Confusables first too: NFKC splits some look-alikes (U+02DB, an "i") into a space and a
-    # combining mark, which would cut the word in two.
-    text = unicodedata.normalize("NFKC", confusable_skeleton(text)).translate(_format_chars())
+    # NFKC first (it reads the long s as "s"), except for look-alikes that NFKC would split
+    # into a space and a combining mark (U+02DB, an "i"), cutting the word in two.
+    text = text.translate(_split_by_nfkc())
+    text = unicodedata.normalize("NFKC", text).translate(_format_chars())
     return confusable_skeleton(text)
+
+
+@functools.cache
+def _split_by_nfkc() -> dict[int, str]:
+    """Confusables whose NFKC form is not one ASCII letter (a digit, a mark, a Greek final
+    sigma): mapped before NFKC, so that a bold "1" imitating an "l" reads as that letter."""
+    out: dict[int, str] = {}
+    for code, ascii_char in skeleton_table().items():
+        nfkc = unicodedata.normalize("NFKC", chr(code))
+        if not (len(nfkc) == 1 and nfkc.isascii() and nfkc.isalpha()):
+            out[code] = ascii_char
+    return out
 
 
 def normalize_term(term: str) -> str:
