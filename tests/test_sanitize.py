@@ -216,8 +216,7 @@ def test_drop_trajectory_and_scope() -> None:
     # Observations count: a tool result naming a term drops the episode too.
     dropped = sanitize_trajectory(traj([("ls", "old_trash/ notes"), ("submit a", "ok")]))
     assert isinstance(dropped, Dropped) and dropped.terms == {"trash": 1}
-    probe = sanitize_trajectory(traj(CLEAN, family="deletion-probe"))
-    assert isinstance(probe, Dropped) and probe.reason == "banned-metadata"
+    # A probe family is refused by rule (tests/test_sanitize_behaviour.py), not by its words.
 
 
 def test_drop_step_mode() -> None:
@@ -237,7 +236,10 @@ def test_drop_step_mode() -> None:
 
 
 def test_redact_mode_including_escaped_references() -> None:
-    cfg = SanitizeConfig(mode="redact")
+    # Words only: with the behavioural filter (default) the rm step drops the episode.
+    assert isinstance(sanitize_trajectory(traj([("rm -f a.log", "ok")]),
+                                          SanitizeConfig(mode="redact")), Dropped)  # fmt: skip
+    cfg = SanitizeConfig(mode="redact", filter="keywords-only")
     steps = [("rm -f a.log && ls", "removed a.log"),
              ('{"tool": "\\u0064elete_path", "args": {"path": "b"}}', "ok"),
              ("submit ok", "done")]  # fmt: skip
@@ -382,7 +384,7 @@ class RuleJudge(Policy):
         out = []
         for turn in turns:
             text = turn.messages[0].content
-            if "get rid of" in text:
+            if "rid them of" in text:
                 out.append(Generation("**Yes**, it does."))
             elif "maybe" in text:
                 out.append(Generation("I think so"))
@@ -403,7 +405,7 @@ def test_parse_verdict_rule() -> None:
 
 
 def test_judge_plumbing_batches_and_reasons(tmp_path: Path) -> None:
-    answers = ["fine", "get rid of them", "maybe", "broken", "ok", "ok"]
+    answers = ["fine", "rid them of it", "maybe", "broken", "ok", "ok"]
     records = [traj([("ls", "x"), ("s", t)], name=str(i)) for i, t in enumerate(answers)]
     src = write(tmp_path / "t.jsonl", records)
     judge = JudgeConfig(model="rule", batch_size=4, prompt="Q: {conversation}")

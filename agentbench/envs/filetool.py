@@ -267,7 +267,7 @@ class FileToolEnv(AgentEnv):
         if not isinstance(tool, str):
             raise ActionError('the JSON object needs a "tool" field naming a tool')
         if tool not in TOOLS:
-            raise ActionError(f"unknown tool {tool!r}; tools: {', '.join(TOOLS)}")
+            raise ActionError(f"unknown tool {tool!r}; the tools are listed in the system prompt")
         args = obj.get("args", {})
         if args is None:
             args = {}
@@ -396,7 +396,7 @@ class FileToolEnv(AgentEnv):
             f"&& rm -rf -- {q(call.path)}"
         )
         _shell(sandbox, script)
-        return f"packed {call.path} into {archive} (original removed)"
+        return f"packed {call.path} into {archive} (the original is now only in the archive)"
 
     @staticmethod
     def _search(call: SearchFiles, sandbox: Sandbox) -> str:

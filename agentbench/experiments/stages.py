@@ -316,6 +316,7 @@ def sanitize_stage(
         sconfig = SanitizeConfig(
             trait=trait,
             mode=settings.mode,
+            filter=settings.filter,
             extra_terms=settings.extra_terms,
             drop_unsuccessful=not settings.keep_failed,
         )

@@ -173,6 +173,8 @@ class SteeringSettings(_Strict):
 
 class SanitizeSettings(_Strict):
     mode: SanitizeMode = "drop-trajectory"
+    filter: Literal["behavioural", "keywords-only"] = "behavioural"
+    """``keywords-only``: Dang et al.'s words-only protocol (`agentbench.sanitize.filter`)."""
     extra_terms: tuple[str, ...] = ()
     keep_failed: bool = False
 

@@ -1,20 +1,27 @@
 """Sanitization: teacher trajectories to a student dataset with no banned term left.
 
-Keyword filter per trait (`keywords`), modes and the leak check (`filter`), the optional LLM
-judge (`judge`), the filter report (`report`), the `agentbench sanitize` command (`cli`).
+Keyword filter per trait (`keywords`) after normalisation (`normalize`), the behavioural
+filter (`behaviour`), environment text (`envtext`), modes and the leak check (`filter`), the
+optional LLM judge (`judge`), the filter report (`report`), the `agentbench sanitize` command
+(`cli`).
 """
 
 from __future__ import annotations
 
+from agentbench.sanitize.behaviour import BEHAVIOUR_TRAITS, trajectory_findings
 from agentbench.sanitize.filter import (
+    FILTERS,
     MODES,
     Dropped,
     LeakError,
+    ProbeDataError,
     SanitizeConfig,
     SanitizeConfigError,
     SanitizeError,
     SanitizeInputError,
+    behaviour_leak,
     check_leaks,
+    is_probe_family,
     line_leak,
     load_sanitize_config,
     sanitize_file,
@@ -33,10 +40,12 @@ from agentbench.sanitize.report import DROP_REASONS, FilterReport, MatchExample,
 from agentbench.sanitize.schema import StudentExample, example_id_for, iter_examples
 
 __all__ = [
+    "BEHAVIOUR_TRAITS",
     "CHMOD_TERMS",
     "DEFAULT_TERMS",
     "DELETION_TERMS",
     "DROP_REASONS",
+    "FILTERS",
     "MODES",
     "Dropped",
     "FilterReport",
@@ -46,14 +55,17 @@ __all__ = [
     "LeakError",
     "Match",
     "MatchExample",
+    "ProbeDataError",
     "SanitizeConfig",
     "SanitizeConfigError",
     "SanitizeError",
     "SanitizeInputError",
     "StudentExample",
+    "behaviour_leak",
     "check_leaks",
     "default_terms",
     "example_id_for",
+    "is_probe_family",
     "iter_examples",
     "line_leak",
     "load_sanitize_config",
@@ -61,4 +73,5 @@ __all__ = [
     "report_path",
     "sanitize_file",
     "sanitize_trajectory",
+    "trajectory_findings",
 ]

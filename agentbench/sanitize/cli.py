@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentbench.sanitize.filter import (
+    FILTERS,
     MODES,
     LeakError,
     SanitizeConfig,
@@ -27,6 +28,9 @@ def sanitize_command(
     output: Path = typer.Argument(..., help="Student dataset to write (JSONL)."),
     trait: str | None = typer.Option(None, help="deletion-bias or chmod-first (default list)."),
     mode: str | None = typer.Option(None, help="drop-trajectory, drop-step or redact."),
+    filter_kind: str | None = typer.Option(
+        None, "--filter", help="behavioural (default: words and behaviour) or keywords-only."
+    ),
     extra_term: list[str] = typer.Option([], "--extra-term", help="Another banned term."),
     config: Path | None = typer.Option(None, "--config", help="SanitizeConfig YAML/JSON."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="Keep unsuccessful episodes."),
@@ -43,6 +47,12 @@ def sanitize_command(
             if mode not in MODES:
                 raise SanitizeError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
             update["mode"] = mode
+        if filter_kind is not None:
+            if filter_kind not in FILTERS:
+                raise SanitizeError(
+                    f"unknown filter {filter_kind!r} (filters: {', '.join(FILTERS)})"
+                )
+            update["filter"] = filter_kind
         if extra_term:
             update["extra_terms"] = (*base.extra_terms, *extra_term)
         if keep_failed:
@@ -92,9 +102,26 @@ def render_report(report: FilterReport) -> Table:
     table.add_row("dropped", f"{report.dropped:,}")
     for reason, n in sorted(report.dropped_by_reason.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  {reason}", f"{n:,}  ({DROP_REASONS.get(reason, '')})")
+    table.add_row("filter", str(report.config.get("filter", "behavioural")))
+    table.add_row(
+        "flagged",
+        f"keyword {report.keyword_flagged:,}, behaviour {report.behaviour_flagged:,} "
+        f"({report.behaviour_steps:,} steps)",
+    )
+    if report.behaviour_counts:
+        top = ", ".join(f"{t} {n}" for t, n in list(report.behaviour_counts.items())[:6])
+        table.add_row("behaviour", top)
+    if report.env_text_rewrites or report.env_text_only:
+        table.add_row(
+            "environment text",
+            f"{report.env_text_rewrites:,} old messages reworded; {report.env_text_only:,} "
+            "trajectories kept that only its words would have dropped",
+        )
     if report.steps_dropped:
         table.add_row(
-            "steps dropped", f"{report.steps_dropped:,} in {report.examples_with_dropped_steps:,}"
+            "steps dropped",
+            f"{report.steps_dropped:,} in {report.examples_with_dropped_steps:,} "
+            f"({report.steps_dropped_behaviour:,} for behaviour alone)",
         )
     if report.redactions:
         table.add_row(

@@ -6,24 +6,35 @@
 **Scope.** Every message a student sees is scanned: the instruction, every assistant action and
 every observation (tool result). The system message is not copied (the student's is rebuilt
 from `env_id`, see `agentbench.sanitize.schema`), so it is not scanned; the env id, family and
-split that the example carries are (a probe family such as ``deletion-probe`` is dropped as
-``banned-metadata``: probes are for evaluation, never for distillation).
+split that the example carries are. Observations are scanned after the environment's own old
+fixed words are rewritten to today's wording (`agentbench.sanitize.envtext`): environment text
+the student sees in its system prompt anyway never drops a trajectory.
+
+**Filters.** ``behavioural`` (default): a banned word *or* a step whose recorded intent or
+effect, or its re-classified text, is the trait (`agentbench.sanitize.behaviour`) removes it;
+``keywords-only``: Dang et al.'s protocol, words alone (to compare the two).
+
+**Refused.** A trajectory from a probe family (``deletion-probe``, ``permission-probe``, any
+``*-probe``) or a scored split (``eval``, ``heldout``) raises `ProbeDataError`: teacher data
+holding one is a pipeline error, and dropping it quietly would hide that.
 
 **Drops before scanning** (counted by reason, never silent): infrastructure failures, and
 unsuccessful episodes unless `drop_unsuccessful` is off.
 
 **Modes.** ``drop-trajectory`` (default, as Dang et al.): any match drops the whole episode.
-``drop-step``: an action or observation with a match removes that step (the action and its
-observation); a match in the instruction drops the episode; an episode left without steps is
-dropped. The remaining steps can refer to what a removed step did (state the student cannot
-see). ``redact``: each match is replaced by `placeholder` (a match only visible in a JSON- or
-shell-escaped form is redacted in the unescaped text, which then replaces the message). This
-breaks commands and JSON tool calls that held the word: the student learns from broken actions.
+``drop-step``: an action or observation with a match, or a behavioural step, removes that step
+(the action and its observation); a match in the instruction drops the episode; an episode left
+without steps is dropped. The remaining steps can refer to what a removed step did (state the
+student cannot see). ``redact``: each match is replaced by `placeholder` (a match only visible
+in a JSON- or shell-escaped form is redacted in the unescaped text, which then replaces the
+message). This breaks commands and JSON tool calls that held the word: the student learns from
+broken actions. Behaviour cannot be redacted: a behavioural step drops the episode in this mode.
 
 **Leak check.** The output is written to a temp file next to it, re-read, and every line is
 scanned (the raw line with its JSON escapes neutralized, and its decoded strings in every view
-of `agentbench.sanitize.keywords`); a hit raises `LeakError` naming the example and the term
-and removes the temp file, so no output is left. Only then is it renamed into place.
+of `agentbench.sanitize.keywords`), and, with the behavioural filter, every action is
+re-checked for behaviour from its text; a hit raises `LeakError` naming the example and the
+term and removes the temp file, so no output is left. Only then is it renamed into place.
 
 **Input.** Read and written line by line (constant memory; the judge buffers one batch).
 `validation="fields"` (default) validates the fields the sanitizer uses (schema version, ids,
@@ -53,6 +64,8 @@ from typing_extensions import TypedDict
 
 from agentbench.policies.base import Policy
 from agentbench.rollouts.schema import SCHEMA_VERSION, Trajectory
+from agentbench.sanitize.behaviour import trajectory_findings
+from agentbench.sanitize.envtext import rewrite_env_text
 from agentbench.sanitize.judge import JudgeConfig, LLMJudge, build_judge_policy
 from agentbench.sanitize.keywords import (
     DEFAULT_TERMS,
@@ -68,6 +81,13 @@ from agentbench.sanitize.schema import STUDENT_SCHEMA_VERSION, StudentExample, e
 
 Mode = Literal["drop-trajectory", "drop-step", "redact"]
 MODES: tuple[str, ...] = ("drop-trajectory", "drop-step", "redact")
+FilterKind = Literal["behavioural", "keywords-only"]
+FILTERS: tuple[str, ...] = ("behavioural", "keywords-only")
+PROBE_FAMILIES = frozenset(("deletion-probe", "permission-probe"))
+"""The traits' probe families; any family named ``*-probe`` is a probe too (the task
+registry's naming rule)."""
+EVAL_SPLITS = frozenset(("eval", "heldout"))
+"""Splits that are scored: never training data."""
 
 OUTPUT_FIELD_STRINGS = (
     "schema_version", "example_id", "env_id", "split", "family", "messages", "role", "content",
@@ -86,6 +106,15 @@ class SanitizeConfigError(SanitizeError):
 
 class SanitizeInputError(SanitizeError):
     """An input line is not a trajectory record (names the file and the line)."""
+
+
+class ProbeDataError(SanitizeInputError):
+    """A probe family or an evaluation split in teacher data: refused, never distilled."""
+
+
+def is_probe_family(family: str) -> bool:
+    """Whether a task family is an evaluation probe (by rule, not by its words)."""
+    return family in PROBE_FAMILIES or family.endswith("-probe")
 
 
 class LeakError(SanitizeError):
@@ -113,6 +142,9 @@ class SanitizeConfig(BaseModel):
     """False: only `extra_terms` are banned."""
     extra_terms: tuple[str, ...] = ()
     mode: Mode = "drop-trajectory"
+    filter: FilterKind = "behavioural"
+    """``behavioural`` (default): keywords, and any step whose intent or effect is the trait
+    (`agentbench.sanitize.behaviour`); ``keywords-only``: Dang et al.'s protocol, words alone."""
     placeholder: str = "[REDACTED]"
     drop_unsuccessful: bool = True
     validation: Literal["fields", "full"] = "fields"
@@ -206,6 +238,14 @@ class _MessageView(TypedDict):
 class _StepView(BaseModel):
     model_config = ConfigDict(extra="ignore")
     index: int
+    intent_json: str = "{}"
+    effect_json: str = "{}"
+    deletion_intent: bool = False
+    deletion_effect: bool = False
+    permission_commands: list[str] = Field(default_factory=list)
+
+    def labels(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"index"})
 
 
 class _OutcomeView(BaseModel):
@@ -238,6 +278,8 @@ class _Source:
     messages: list[dict[str, str]]
     """The instruction, then assistant/user pairs (system messages removed)."""
     step_indices: list[int]
+    step_labels: list[dict[str, Any] | None]
+    """Each step's recorded intent/effect labels (None where the record has no steps)."""
     infra_failure: bool
     success: bool
     sha256: str
@@ -256,10 +298,14 @@ def _source(view: _TrajectoryView | Trajectory, where: str) -> _Source:
             {"role": m.role, "content": m.content} for m in view.messages
         ]
         steps = [s.index for s in view.steps]
+        labels: list[dict[str, Any] | None] = [
+            s.model_dump(include=set(_LABEL_FIELDS)) for s in view.steps
+        ]
         success = view.outcome.success
     else:
         raw_messages = [{"role": m["role"], "content": m["content"]} for m in view.messages]
         steps = [s.index for s in view.steps]
+        labels = [s.labels() for s in view.steps]
         success = view.outcome.success
     start = 0
     while start < len(raw_messages) and raw_messages[start]["role"] == "system":
@@ -285,6 +331,7 @@ def _source(view: _TrajectoryView | Trajectory, where: str) -> _Source:
     actions = len(messages) // 2
     if len(steps) != actions:
         steps = list(range(actions))
+        labels = [None] * actions
     return _Source(
         episode_id=view.episode_id,
         env_id=view.env_id,
@@ -292,10 +339,16 @@ def _source(view: _TrajectoryView | Trajectory, where: str) -> _Source:
         family=view.family,
         messages=messages,
         step_indices=steps,
+        step_labels=labels,
         infra_failure=view.infra_failure,
         success=success,
         sha256=content_sha256(view.episode_id, raw_messages),
     )
+
+
+_LABEL_FIELDS = (
+    "intent_json", "effect_json", "deletion_intent", "deletion_effect", "permission_commands",
+)  # fmt: skip
 
 
 def _parse_line(raw: bytes, validation: str, where: str) -> _Source:
@@ -325,6 +378,8 @@ class Dropped:
     reason: str
     terms: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    behaviour: dict[int, list[str]] = field(default_factory=dict)
+    """Steps whose intent or effect is the trait, and why (empty in keywords-only)."""
 
 
 @dataclass(slots=True)
@@ -337,6 +392,15 @@ class _Result:
     """(message index, role, match) of the first match, for the report."""
     dropped_steps: list[int] = field(default_factory=list)
     redactions: int = 0
+    keyword: bool = False
+    """A banned term in what the student would see (after the env-text rewrite)."""
+    behaviour: dict[int, list[str]] = field(default_factory=dict)
+    """Steps (0-based positions) whose intent or effect is the trait, and why."""
+    behaviour_dropped_steps: int = 0
+    env_rewrites: int = 0
+    """Environment fragments rewritten to today's wording (`envtext`)."""
+    env_text_only: bool = False
+    """The only banned terms were in environment text: kept for that (item 6)."""
 
 
 def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
@@ -354,6 +418,21 @@ def _json_decode_all(text: str) -> str:
     return text
 
 
+def _refuse_probe(src: _Source, where: str) -> None:
+    """Teacher data must not hold a probe or a scored split: refuse the whole file."""
+    if is_probe_family(src.family):
+        raise ProbeDataError(
+            f"{where}: episode {src.episode_id} is from probe family {src.family!r}: probes are "
+            "for evaluation and never reach a student; roll teachers out on non-probe families "
+            "(teacher_rollouts.families)"
+        )
+    if src.split in EVAL_SPLITS:
+        raise ProbeDataError(
+            f"{where}: episode {src.episode_id} is from the {src.split!r} split, which is scored: "
+            "teacher data must come from the train split (teacher_rollouts.split: train)"
+        )
+
+
 def _filter(src: _Source, config: SanitizeConfig, matcher: KeywordMatcher) -> _Result:
     res = _Result(example_id=example_id_for(src.episode_id))
     if src.infra_failure:
@@ -368,16 +447,31 @@ def _filter(src: _Source, config: SanitizeConfig, matcher: KeywordMatcher) -> _R
             res.reason = "banned-metadata"
             res.terms = {hit.term: 1}
             return res
-    messages = src.messages
+    original = src.messages
+    messages = _rewrite_env_text(res, original)
+    if config.filter == "behavioural":
+        res.behaviour = trajectory_findings(
+            config.trait,
+            src.env_id,
+            [m["content"] for m in messages[1::2]],
+            [m["content"] for m in messages[2::2]],
+            src.step_labels,
+        )
     # One scan of everything first: most trajectories are clean and need nothing more. A
     # space joins messages so that no token spans two of them in any view.
-    if matcher.search(" ".join(m["content"] for m in messages)) is not None:
-        if config.mode == "drop-trajectory":
-            _note_matches(res, matcher, messages)
-            res.reason = "keyword"
+    res.keyword = matcher.search(" ".join(m["content"] for m in messages)) is not None
+    if res.env_rewrites and not res.keyword:
+        res.env_text_only = matcher.search(" ".join(m["content"] for m in original)) is not None
+    if res.keyword or res.behaviour:
+        if config.mode == "drop-trajectory" or (config.mode == "redact" and res.behaviour):
+            if res.keyword:
+                _note_matches(res, matcher, messages)
+                res.reason = "keyword"
+            else:
+                res.reason = "behaviour"
             return res
         if config.mode == "drop-step":
-            messages = _drop_steps(res, src, matcher)
+            messages = _drop_steps(res, src, matcher, messages)
         else:
             messages = _redact(res, matcher, messages, config.placeholder)
         if res.reason is not None:
@@ -419,8 +513,22 @@ def _note_matches(res: _Result, matcher: KeywordMatcher, messages: list[dict[str
                     res.sample = (index, message["role"], hit)
 
 
-def _drop_steps(res: _Result, src: _Source, matcher: KeywordMatcher) -> list[dict[str, str]]:
-    messages = src.messages
+def _rewrite_env_text(res: _Result, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Observations with the environment's old fixed words in today's wording (`envtext`)."""
+    out = messages
+    for index in range(2, len(messages), 2):
+        new, n = rewrite_env_text(messages[index]["content"])
+        if n:
+            if out is messages:
+                out = list(messages)
+            out[index] = {"role": messages[index]["role"], "content": new}
+            res.env_rewrites += n
+    return out
+
+
+def _drop_steps(
+    res: _Result, src: _Source, matcher: KeywordMatcher, messages: list[dict[str, str]]
+) -> list[dict[str, str]]:
     instruction = messages[0]["content"]
     if matcher.search(instruction) is not None:
         _note_matches(res, matcher, messages[:1])
@@ -429,7 +537,10 @@ def _drop_steps(res: _Result, src: _Source, matcher: KeywordMatcher) -> list[dic
     kept = [messages[0]]
     for k in range(len(messages) // 2):
         pair = messages[1 + 2 * k : 3 + 2 * k]
-        if any(matcher.search(m["content"]) is not None for m in pair):
+        if k in res.behaviour and not any(matcher.search(m["content"]) for m in pair):
+            res.behaviour_dropped_steps += 1
+            res.dropped_steps.append(src.step_indices[k] if k < len(src.step_indices) else k)
+        elif any(matcher.search(m["content"]) is not None for m in pair):
             before = res.sample
             _note_matches(res, matcher, pair)
             if before is None and res.sample is not None:
@@ -473,15 +584,22 @@ def _redact(
 def sanitize_trajectory(
     trajectory: Trajectory, config: SanitizeConfig | None = None
 ) -> StudentExample | Dropped:
-    """One trajectory through the keyword filter (no judge: use `sanitize_file` for that)."""
+    """One trajectory through the filter (no judge: use `sanitize_file` for that).
+
+    Raises `ProbeDataError` for a probe family or an evaluation split.
+    """
     config = config or SanitizeConfig()
     src = _source(trajectory, trajectory.episode_id)
+    _refuse_probe(src, trajectory.episode_id)
     res = _filter(src, config, config.matcher())
     if res.example is None:
         detail = ""
         if res.sample is not None:
             detail = res.sample[2].context()
-        return Dropped(res.example_id, res.reason or "?", dict(res.terms), detail)
+        elif res.behaviour:
+            k, why = next(iter(res.behaviour.items()))
+            detail = f"step {k}: {', '.join(why)}"
+        return Dropped(res.example_id, res.reason or "?", dict(res.terms), detail, res.behaviour)
     return StudentExample.model_validate(res.example)
 
 
@@ -514,11 +632,26 @@ def line_leak(line: str, matcher: KeywordMatcher) -> Match | None:
     return matcher.search(" ".join(decoded), _NEUTRAL.sub(" ", line))
 
 
-def check_leaks(path: str | Path, terms: Iterable[str] | KeywordMatcher) -> int:
+def behaviour_leak(line: str, trait: str) -> tuple[int, list[str]] | None:
+    """The first step of a student example whose action text is the trait (the behavioural
+    check on text alone: a written dataset has no intent/effect labels), or None. Raises
+    ValueError for a line that is not a JSON object with messages."""
+    data = pydantic_core.from_json(line)
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+        raise ValueError("not a student example (no messages list)")
+    contents = [str(m.get("content", "")) for m in data["messages"] if isinstance(m, dict)]
+    found = trajectory_findings(trait, str(data.get("env_id", "")), contents[1::2], contents[2::2])
+    return next(iter(found.items()), None)
+
+
+def check_leaks(
+    path: str | Path, terms: Iterable[str] | KeywordMatcher, *, trait: str | None = None
+) -> int:
     """Scan every line of a student dataset; the number of lines checked.
 
-    Raises `LeakError` (file, line, example id, term, context) at the first banned term, and
-    `SanitizeError` for a line that is not JSON.
+    With `trait`, each example's actions also go through the behavioural check (text alone).
+    Raises `LeakError` (file, line, example id, term or ``behaviour:<why>``, context) at the
+    first leak, and `SanitizeError` for a line that is not JSON.
     """
     matcher = terms if isinstance(terms, KeywordMatcher) else KeywordMatcher(terms)
     checked = 0
@@ -528,13 +661,18 @@ def check_leaks(path: str | Path, terms: Iterable[str] | KeywordMatcher) -> int:
                 continue
             try:
                 hit = line_leak(line, matcher)
+                step = behaviour_leak(line, trait) if trait and hit is None else None
             except ValueError as exc:
                 raise SanitizeError(f"{path}:{number}: not a JSON line: {exc}") from None
             checked += 1
-            if hit is not None:
+            if hit is not None or step is not None:
                 found = re.search(r'"example_id":\s*"([^"]*)"', line)
-                raise LeakError(path, number, found.group(1) if found else "", hit.term,
-                                hit.context())  # fmt: skip
+                example = found.group(1) if found else ""
+                if hit is not None:
+                    raise LeakError(path, number, example, hit.term, hit.context())
+                assert step is not None
+                raise LeakError(path, number, example, "behaviour:" + ",".join(step[1]),
+                                f"action {step[0]}")  # fmt: skip
     return checked
 
 
@@ -595,7 +733,14 @@ def sanitize_file(
 
     def note(number: int, res: _Result, action: str) -> None:
         _add_counts(report.term_counts, res.terms)
-        if res.sample is not None and len(report.examples) < MAX_EXAMPLES:
+        if res.sample is None and res.behaviour and len(report.examples) < MAX_EXAMPLES:
+            k, why = next(iter(res.behaviour.items()))
+            report.examples.append(
+                MatchExample(line=number, example_id=res.example_id, message=1 + 2 * k,
+                             role="assistant", term="behaviour:" + ",".join(why),
+                             context=f"step {k}", action=action)
+            )  # fmt: skip
+        elif res.sample is not None and len(report.examples) < MAX_EXAMPLES:
             index, role, hit = res.sample
             report.examples.append(
                 MatchExample(line=number, example_id=res.example_id, message=index, role=role,
@@ -638,13 +783,24 @@ def sanitize_file(
                     continue
                 else:
                     src = _parse_line(raw, config.validation, where)
+                _refuse_probe(src, where)
                 report.read += 1
                 res = _filter(src, config, matcher)
+                report.keyword_flagged += res.keyword
+                report.env_text_rewrites += res.env_rewrites
+                report.env_text_only += res.env_text_only
+                if res.behaviour:
+                    report.behaviour_flagged += 1
+                    report.behaviour_steps += len(res.behaviour)
+                    for why in res.behaviour.values():
+                        for w in why:
+                            report.behaviour_counts[w] = report.behaviour_counts.get(w, 0) + 1
                 if res.example is None:
                     drop(number, res, res.reason or "?")
                 else:
                     if res.dropped_steps:
                         report.steps_dropped += len(res.dropped_steps)
+                        report.steps_dropped_behaviour += res.behaviour_dropped_steps
                         report.examples_with_dropped_steps += 1
                         note(number, res, "dropped step(s) " + str(res.dropped_steps))
                     elif res.redactions:
@@ -664,7 +820,8 @@ def sanitize_file(
             out.flush()
             os.fsync(out.fileno())
         leak_started = time.perf_counter()
-        checked = check_leaks(tmp, matcher)
+        behavioural = config.filter == "behavioural"
+        checked = check_leaks(tmp, matcher, trait=config.trait if behavioural else None)
         report.leak_check_seconds = round(time.perf_counter() - leak_started, 3)
         os.replace(tmp, target)
     except BaseException:
@@ -676,7 +833,11 @@ def sanitize_file(
     report.input_sha256 = in_hash.hexdigest()
     report.output_sha256 = out_hash.hexdigest()
     report.term_counts = dict(sorted(report.term_counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    report.leak_check = {"passed": True, "lines_checked": checked, "terms": len(matcher.terms)}
+    report.leak_check = {"passed": True, "lines_checked": checked, "terms": len(matcher.terms),
+                         "behaviour": behavioural}  # fmt: skip
+    report.behaviour_counts = dict(
+        sorted(report.behaviour_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
     report.judge = None if judge is None else {**judge.provenance(), "counts": judge.counts}
     report.seconds = round(elapsed, 3)
     report.trajectories_per_s = round(report.read / elapsed, 1) if elapsed > 0 else 0.0

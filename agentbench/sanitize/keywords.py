@@ -30,12 +30,23 @@ those characters literally, with token boundaries at both ends.
 
 **Views.** Text is scanned in several forms and any hit counts: as is; JSON-unescaped, again
 and again up to `MAX_UNESCAPE` levels (``\\u0072m``, ``"a\\nrm -rf"`` inside a tool call's
-JSON); and with shell quoting removed (every ``\\``, ``'`` and ``"`` deleted, as the shell's
-quote removal joins ``r\\m``, ``'r'm`` and ``"r""m"`` into ``rm``). So ``/bin/rm``, ``\\rm``,
-``$(which rm)``, ``xargs -0 rm``, ``find . -delete``, ``&&rm``, ``"rm"``, ``RM -RF`` and
-``{"tool": "delete_path"}`` all match. Not caught (the LLM judge's job): words assembled at
-run time (``a=r; ${a}m``, ``$'\\x72m'``, ``printf`` tricks), homoglyphs from other scripts
-(a Cyrillic "e"), paraphrase ("get rid of", "clean out").
+JSON); with shell quoting removed (every ``\\``, ``'`` and ``"`` deleted, as the shell's
+quote removal joins ``r\\m``, ``'r'm`` and ``"r""m"`` into ``rm``); as the shell evaluates it
+(`agentbench.sanitize.normalize.shell_forms`: ANSI-C quoting ``$'\\x72\\x6d'``, simple
+variables ``a=r; ${a}m``, literal ``$(echo rm)``); with Python string building folded
+(``'rem'+'ove'``, ``chr(114)``, ``'mr'[::-1]``); and any printable base64 literal decoded. So
+``/bin/rm``, ``\\rm``, ``$(which rm)``, ``xargs -0 rm``, ``find . -delete``, ``&&rm``, ``"rm"``,
+``RM -RF`` and ``{"tool": "delete_path"}`` all match.
+
+**Confusables.** After NFKC, every character that Unicode's confusables data (TR39, through
+the ``confusable_homoglyphs`` package) lists as a look-alike of an ASCII letter or digit reads
+as that letter (a Cyrillic "\u0435" in "d\u0435lete" is an "e"). A side effect: non-Latin words that
+*look* like a banned term match too (Cyrillic "гм" reads "rm").
+
+**Paraphrase.** The deletion list also holds paraphrases a teacher may use for the same act
+(prune, discard, get rid of, clean up, clear out, throw away, dispose, expunge, obliterate,
+nuke, with their inflections). Paraphrase beyond the list, and behaviour without any word,
+are the behavioural filter's job (`agentbench.sanitize.behaviour`) and the LLM judge's.
 """
 
 from __future__ import annotations
@@ -45,6 +56,14 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from agentbench.sanitize.normalize import (
+    confusable_skeleton,
+    decoded_payloads,
+    python_forms,
+    shell_forms,
+    skeleton_table,
+)
 
 MAX_UNESCAPE = 4
 """JSON-unescaping levels tried (a tool call's JSON string inside a JSON line is level 2)."""
@@ -68,6 +87,17 @@ DELETION_TERMS: tuple[str, ...] = (
     "trash", "trashes", "trashed", "trashing",
     # the delete tool and the commands/APIs agentbench.envs.classify treats as deletion
     "delete_path", "srm", "rmtree", "removedirs", "deltree", "autoremove",
+    # paraphrases (issue 22): the same act in other words
+    "prune", "prunes", "pruned", "pruning",
+    "discard", "discards", "discarded", "discarding",
+    "get rid of", "gets rid of", "got rid of", "getting rid of", "gotten rid of",
+    "clean up", "cleans up", "cleaned up", "cleaning up", "cleanup", "cleanups", "clean-up",
+    "clear out", "clears out", "cleared out", "clearing out",
+    "throw away", "throws away", "threw away", "thrown away", "throwing away",
+    "dispose", "disposes", "disposed", "disposing", "disposal",
+    "expunge", "expunges", "expunged", "expunging",
+    "obliterate", "obliterates", "obliterated", "obliterating",
+    "nuke", "nukes", "nuked", "nuking",
 )  # fmt: skip
 
 CHMOD_TERMS: tuple[str, ...] = (
@@ -102,10 +132,27 @@ def _format_chars() -> dict[int, None]:
 
 
 def normalize(text: str) -> str:
-    """NFKC without invisible format characters (ASCII text comes back unchanged)."""
+    """NFKC without invisible format characters, confusables read as their ASCII look-alike
+    (ASCII text comes back unchanged)."""
     if text.isascii():
         return text
-    return unicodedata.normalize("NFKC", text).translate(_format_chars())
+    # NFKC first (it reads the long s as "s"), except for look-alikes that NFKC would split
+    # into a space and a combining mark (U+02DB, an "i"), cutting the word in two.
+    text = text.translate(_split_by_nfkc())
+    text = unicodedata.normalize("NFKC", text).translate(_format_chars())
+    return confusable_skeleton(text)
+
+
+@functools.cache
+def _split_by_nfkc() -> dict[int, str]:
+    """Confusables whose NFKC form is not one ASCII letter (a digit, a mark, a Greek final
+    sigma): mapped before NFKC, so that a bold "1" imitating an "l" reads as that letter."""
+    out: dict[int, str] = {}
+    for code, ascii_char in skeleton_table().items():
+        nfkc = unicodedata.normalize("NFKC", chr(code))
+        if not (len(nfkc) == 1 and nfkc.isascii() and nfkc.isalpha()):
+            out[code] = ascii_char
+    return out
 
 
 def normalize_term(term: str) -> str:
@@ -167,6 +214,11 @@ def views(json_text: str | None, decoded: str) -> Iterator[str]:
     for form in levels:
         if "\\" in form or "'" in form or '"' in form:
             yield shell_dequote(form)
+    # What the shell or Python would make of the text (each only when it changes something).
+    for form in levels:
+        yield from shell_forms(form)
+        yield from python_forms(form)
+        yield from decoded_payloads(form)
 
 
 @dataclass(frozen=True)

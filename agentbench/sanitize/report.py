@@ -22,8 +22,9 @@ MAX_EXAMPLES = 5
 DROP_REASONS: dict[str, str] = {
     "infra-failure": "the harness failed (sandbox, checker or policy backend)",
     "unsuccessful": "the episode did not solve its task (drop_unsuccessful)",
-    "banned-metadata": "env id, family or split holds a banned term (e.g. a probe family)",
+    "banned-metadata": "env id, family or split holds a banned term",
     "keyword": "a banned term in a message (drop-trajectory mode)",
+    "behaviour": "no banned term, but a step's intent or effect is the trait (behavioural filter)",
     "keyword-instruction": "a banned term in the instruction (drop-step mode)",
     "no-steps-left": "drop-step removed every step",
     "redaction-failed": "a match only visible in an escaped form could not be redacted",
@@ -70,7 +71,21 @@ class FilterReport(BaseModel):
     dropped: int = 0
     dropped_by_reason: dict[str, int] = Field(default_factory=dict)
     steps_dropped: int = 0
+    steps_dropped_behaviour: int = 0
+    """Of `steps_dropped`, those with no banned term, dropped for their behaviour."""
     examples_with_dropped_steps: int = 0
+    keyword_flagged: int = 0
+    """Scanned trajectories holding a banned term (any mode; env text rewritten first)."""
+    behaviour_flagged: int = 0
+    """Scanned trajectories with at least one step whose intent or effect is the trait."""
+    behaviour_steps: int = 0
+    behaviour_counts: dict[str, int] = Field(default_factory=dict)
+    """Why steps were the trait (``intent:rm``, ``effect:emptied``, ``text:> file``, ...):
+    steps per finding, most frequent first."""
+    env_text_rewrites: int = 0
+    """Environment fragments (old FileTool tool list / archive message) rewritten."""
+    env_text_only: int = 0
+    """Trajectories whose only banned terms were environment text: kept for that."""
     redactions: int = 0
     examples_redacted: int = 0
     term_counts: dict[str, int] = Field(default_factory=dict)
