@@ -129,7 +129,7 @@ def _scan_plugins() -> None:
         for env_id in load.env_ids:
             try:
                 env_class = plugin_env_class(env_id)
-            except Exception:  # noqa: BLE001 (a broken plugin shows up in `envs list`)
+            except Exception:  # a broken plugin shows up in `envs list`
                 continue
             table = getattr(env_class, "tool_semantics", None)
             if table:

@@ -66,7 +66,7 @@ def plugin_renderer(env_id: str) -> Callable[[Step], str]:
             "step (list, read, write, move, delete, submit, ...) becomes its action text "
             "(see docs/extending/environment.md)"
         )
-    return renderer  # type: ignore[no-any-return]
+    return renderer
 
 
 def _plugin_step(renderer: Callable[[Step], str], env_id: str, step: Step) -> str:

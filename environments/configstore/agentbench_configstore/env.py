@@ -166,13 +166,14 @@ class ConfigToolEnv(AgentEnv):
                 sandbox.exec(f"cd -- {root} && mkdir -p -- {q(parent)}")
             sandbox.write_file(key, args["value"].encode())
             return f"set {key}"
-        script = {
-            "rename": f"[ -f {q(key)} ] || {{ echo 'no such key' >&2; exit 2; }}; "
-            f"[ ! -e {q(args.get('new_key', ''))} ] || {{ echo 'the new key exists' >&2; exit 17; }}; "
-            f"mkdir -p -- \"$(dirname -- {q(args.get('new_key', ''))})\" && "
-            f"mv -- {q(key)} {q(args.get('new_key', ''))}",
-            "delete": f"[ -f {q(key)} ] || {{ echo 'no such key' >&2; exit 2; }}; rm -- {q(key)}",
-        }[tool]
+        new = q(args.get("new_key", ""))
+        missing = f"[ -f {q(key)} ] || {{ echo 'no such key' >&2; exit 2; }}; "
+        script = missing + (
+            f"[ ! -e {new} ] || {{ echo 'the new key exists' >&2; exit 17; }}; "
+            f'mkdir -p -- "$(dirname -- {new})" && mv -- {q(key)} {new}'
+            if tool == "rename"
+            else f"rm -- {q(key)}"
+        )
         result = sandbox.exec(f"( cd -- {root} && {script} )")
         if result.exit_code != 0:
             raise SandboxFileError(result.stderr.strip() or f"{tool} failed")
