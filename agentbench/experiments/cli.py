@@ -65,7 +65,7 @@ def run_command(
             )
         from agentbench.experiments.suite import print_cell_checks
 
-        if print_cell_checks(console, cells, suite):
+        if print_cell_checks(console, cells, suite, spec):
             raise typer.Exit(2)
         return
     store_obj = StageStore(store)

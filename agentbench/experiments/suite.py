@@ -407,23 +407,21 @@ EVALUATION_SPLITS = ("eval", "heldout")
 """Splits that score arms; no teacher (and so no student) ever sees an instance of them."""
 
 
-def _where(source: Path, lines: dict[Any, int], field: str) -> str:
-    """`file:line` of the place a cell's `field` (dotted) is set: the grid, the defaults or
-    an explicit cell, else the nearest section that could set it."""
+def _where(source: Path, lines: dict[Any, int], field: str, index: int | None = None) -> str:
+    """`file:line` of the place a cell's `field` (dotted) is set: the cell's own entry under
+    `cells` (if it is explicit cell `index`), the grid or the defaults; else the nearest
+    section that could set it."""
     parts = tuple(field.split("."))
-    line = lines.get(("grid", field))
-    for end in range(len(parts), 0, -1):
-        if line is None:
-            line = lines.get(("grid", ".".join(parts[:end])))
-    for end in range(len(parts), 0, -1):
-        if line is None:
-            line = lines.get(("defaults", *parts[:end]))
-    index = 0
-    while line is None and ("cells", index) in lines:
-        for end in range(len(parts), 0, -1):
-            line = line or lines.get(("cells", index, *parts[:end]))
-        index += 1
-    line = line or lines.get(("defaults",)) or lines.get(("grid",)) or lines.get(("name",))
+    prefixes = [parts[:end] for end in range(len(parts), 0, -1)]
+    keys: list[tuple[Any, ...]] = []
+    if index is not None:
+        keys += [("cells", index, *p) for p in prefixes]
+    keys += [("grid", ".".join(p)) for p in prefixes]
+    keys += [("defaults", *p) for p in prefixes]
+    if index is not None:
+        keys.append(("cells", index))
+    keys += [("defaults",), ("grid",), ("name",)]
+    line = next((lines[k] for k in keys if k in lines), None)
     return f"{source}:{line or '?'}"
 
 
@@ -538,14 +536,24 @@ def _adapter_problems(
 
 
 def check_cells(
-    cells: list[CellConfig], source: Path, lines: dict[Any, int]
+    cells: list[CellConfig], source: Path, lines: dict[Any, int], suite: Suite | None = None
 ) -> list[tuple[CellConfig, str]]:
-    """Every problem of every cell, as (cell, "file:line: field: message (cell id)")."""
+    """Every problem of every cell, as (cell, "file:line: field: message (cell id)");
+    `suite` lets a problem of an explicit cell point at that cell's own line."""
+    explicit: dict[str, int] = {}
+    for index, extra in enumerate(suite.cells if suite is not None else []):
+        data = _merge(suite.defaults, extra) if suite is not None else extra
+        data.setdefault("seed", suite.seeds[0] if suite is not None and suite.seeds else 0)
+        try:
+            explicit.setdefault(CellConfig.model_validate(data).cell_id(), index)
+        except ValidationError:
+            continue
     out = []
     seen: set[str] = set()
     for cell in cells:
         for field, message in check_cell(cell):
-            text = f"{_where(source, lines, field)}: {field}: {message}"
+            where = _where(source, lines, field, explicit.get(cell.cell_id()))
+            text = f"{where}: {field}: {message}"
             if text not in seen:  # a grid repeats one mistake in many cells: say it once
                 seen.add(text)
                 out.append((cell, f"{text} (cell {cell.cell_id()})"))
@@ -571,19 +579,21 @@ def load_suite(path: str | Path, *, validate: bool = True) -> tuple[Suite, list[
             raise ConfigError(f"{source}:{line or '?'}: grid.{key}: unknown cell field {head!r}")
     cells = expand(suite, source, lines)
     if validate:
-        problems = check_cells(cells, source, lines)
+        problems = check_cells(cells, source, lines, suite)
         if problems:
             raise ConfigError("\n".join(text for _, text in problems))
     return suite, cells
 
 
-def print_cell_checks(console: Any, cells: list[CellConfig], source: Path) -> bool:
+def print_cell_checks(
+    console: Any, cells: list[CellConfig], source: Path, suite: Suite | None = None
+) -> bool:
     """`--dry-run`'s cell table: each agentic cell's environment, families and splits, and
     what would fail; then every problem with its file and line. True if any was found."""
     from rich.markup import escape
     from rich.table import Table
 
-    problems = check_cells(cells, source, read_yaml(source)[1])
+    problems = check_cells(cells, source, read_yaml(source)[1], suite)
     failing: dict[str, int] = {}
     for cell, _ in problems:
         failing[cell.cell_id()] = failing.get(cell.cell_id(), 0) + 1
