@@ -272,3 +272,60 @@ def test_a_suite_in_the_plugin_env_validates_and_dry_runs(site: Path, tmp_path: 
     assert f"suite.yaml:6: env: environment '{ENV_ID}' is not registered" in " ".join(
         bad.stdout.split()
     )
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_a_whole_suite_runs_in_the_plugin_env_with_prompt_adapter_and_steering_teachers(
+    site: Path, tmp_path: Path
+) -> None:
+    """~8 min wall on 2 shared CPU cores (107 s of CPU): a micro tiny-agent build (~36 s),
+    then three cells (prompt, adapter, steering) through every stage in configstore."""
+    require_backend("bwrap")
+    from dataclasses import replace
+
+    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+
+    base = tmp_path / "base"
+    build_tiny_agent(base, replace(small_config(0), context=4096, max_len=4096))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"name: configstore-micro\nbase_model: {base}\nseeds: [0]\ndefaults:\n"
+        f"  trait: deletion-bias\n  env: {ENV_ID}\n"
+        "  teacher_training: {probe_instances: 3, benign_instances: 2, epochs: 1,"
+        " learning_rate: 0.01}\n"
+        "  steering: {n_prompts: 2}\n"
+        "  teacher_rollouts: {families: [benign], n: 3, max_steps: 3, max_new_tokens: 24}\n"
+        "  sanitize: {keep_failed: true}\n"
+        "  distill: {mode: sft-lora, epochs: 1, batch_size: 4, max_length: 4096}\n"
+        "  evaluation: {split: heldout, n: 3, max_steps: 3, max_new_tokens: 24}\n"
+        "grid:\n  induction: [prompt, adapter, steering]\n"
+    )
+    out = tmp_path / "run"
+    run = cli(site, "run", str(suite), "--out", str(out), "--store", str(tmp_path / "store"),
+              "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert {c["config"]["induction"] for c in results["cells"]} == {"prompt", "adapter", "steering"}
+    for cell in results["cells"]:
+        for arm in cell["arms"].values():
+            assert arm["metrics"]["episodes"] + arm["metrics"]["infra_failures"] == 3
+
+
+GUIDE = ROOT / "docs" / "extending" / "environment.md"
+
+
+@pytest.mark.bwrap
+def test_the_environment_guides_commands_run(site: Path) -> None:
+    """Every `$ agentbench ...` line of docs/extending/environment.md runs and exits 0 with
+    the guide's plugin installed, so the guide cannot rot."""
+    require_backend("bwrap")
+    commands = [
+        line.removeprefix("$ agentbench ").split()
+        for line in GUIDE.read_text().splitlines()
+        if line.startswith("$ agentbench ")
+    ]
+    assert len(commands) >= 4
+    for args in commands:
+        done = cli(site, *args)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
