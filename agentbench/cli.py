@@ -212,6 +212,8 @@ def smoke(
             rates["chmod_first_rate"].short(),
         )
     wide_console.print(table)
+    for reason, count in report.skipped.items():  # a policy with no plan there: not run
+        console.print(f"skipped {count} instance(s): {reason}", markup=False)
     path = write_report(report, out)
     console.print(f"wall time {report.wall_time_s:.1f} s; results: {path}")
 

@@ -65,9 +65,11 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The subset of the OpenAI request we honour; unknown fields are ignored, as vLLM does."""
+    """The subset of the OpenAI request we honour. Any other field is refused with a 400 that
+    names it (never silently ignored: a client that asks for frequency_penalty must not get
+    a reply sampled without it)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
@@ -242,10 +244,21 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        unsupported = [str(e["loc"][-1]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unsupported:  # OpenAI's shape, with the parameter named, not pydantic's text
+            names = ", ".join(sorted(set(unsupported)))
+            return error_response(
+                400, f"unsupported parameter(s): {names}; agentbench serve does not implement "
+                "them", "invalid_request_error", "unsupported_parameter",
+            )  # fmt: skip
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(x) for x in e['loc'] if x != 'body')}: {e['msg']}" for e in exc.errors()
         )
         return error_response(400, f"invalid request: {problems}", "invalid_request_error")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model_name}
 
     @app.get("/v1/models")
     def list_models() -> dict[str, Any]:
@@ -270,6 +283,14 @@ def create_app(
             ],
         }
 
+    @app.get("/v1/models/{model_id:path}")
+    def retrieve_model(model_id: str) -> dict[str, Any]:
+        if model_id != model_name:
+            raise _APIError(404, f"The model `{model_id}` does not exist.", "NotFoundError",
+                            "model_not_found")  # fmt: skip
+        entry: dict[str, Any] = list_models()["data"][0]
+        return entry
+
     @app.post("/v1/chat/completions")
     def chat_completions(request: ChatCompletionRequest) -> dict[str, Any]:
         # A sync endpoint: FastAPI runs it in a worker thread, which waits on the batcher.
@@ -283,6 +304,12 @@ def create_app(
             raise _APIError(400, "tools are not supported: put tool specs in the messages")
         if request.logprobs:
             raise _APIError(400, "logprobs are not supported")
+        asked = request.max_completion_tokens or request.max_tokens
+        if asked is not None and asked >= policy.max_context:
+            raise _APIError(
+                400, f"max_tokens is {asked}, but this model's maximum context length is "
+                f"{policy.max_context} tokens (prompt included)", code="invalid_value",
+            )  # fmt: skip
         try:
             params = request.sampling(default_max_tokens)
         except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""The scripted smoke run: every task family, both environments, the scripted policies.
+"""The scripted smoke run: every task family, every environment its tasks run in (plugin
+environments included), the scripted policies.
 
 It shows the whole measuring apparatus working before any model is involved: the reference
 policy should solve every instance, the deleter should delete on deletion probes (by effect, not
@@ -60,6 +61,8 @@ class SmokeReport:
     config: dict[str, Any]
     provenance: dict[str, Any]
     wall_time_s: float
+    skipped: dict[str, int] = field(default_factory=dict)
+    """(env, policy, reason) -> instances a policy had no plan for (not run, not counted)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,7 @@ class SmokeReport:
             "config": self.config,
             "provenance": self.provenance,
             "wall_time_s": round(self.wall_time_s, 2),
+            "skipped": self.skipped,
             "cells": [
                 {**asdict(cell), "rates": {k: asdict(r) for k, r in cell.rates().items()}}
                 for cell in self.cells
@@ -98,6 +102,7 @@ def run_smoke(
     cells: dict[tuple[str, str, str], CellCounts] = {}
     sandbox = make_sandbox(backend, **({"allow_unsafe": True} if backend == "local" else {}))
     envs: dict[str, Any] = {}
+    skipped: dict[str, int] = {}
     try:
         sandbox.start()
         sandbox_info = asdict(sandbox.info())
@@ -105,14 +110,22 @@ def run_smoke(
             n = per_task * len(tasks.list_tasks(family, split))
             for instance in tasks.iter_instances(family, split, n):
                 for env_id in instance.env_ids:
+                    if env_id not in gymnasium.registry:
+                        raise ValueError(
+                            f"task {instance.task_id} runs in {env_id}, which no installed "
+                            "plugin registers (see `agentbench envs list`)"
+                        )
                     if env_id not in envs:
                         # Environments share the sandbox: each reset rebuilds its workspace.
                         envs[env_id] = gymnasium.make(env_id, sandbox=sandbox, max_steps=60)
                     for policy in policies:
                         try:
                             actions = make_policy(policy).plan(instance, env_id)
-                        except PlanError:
-                            continue  # this policy has no plan for this env
+                        except PlanError as exc:
+                            # This policy has no plan here: counted, never silently dropped.
+                            key_skip = f"{env_id} {policy}: {exc}"
+                            skipped[key_skip] = skipped.get(key_skip, 0) + 1
+                            continue
                         key = (family, env_id, policy)
                         cell = cells.setdefault(key, CellCounts(family, env_id, policy))
                         episode = run_episode(envs[env_id], actions, task=instance)
@@ -134,6 +147,7 @@ def run_smoke(
         },
         provenance=provenance(sandbox=sandbox_info),
         wall_time_s=time.monotonic() - started,
+        skipped=skipped,
     )
 
 

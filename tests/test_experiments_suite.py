@@ -165,9 +165,10 @@ def test_partial_evaluation_settings_still_score_the_trait_probes(tmp_path: Path
         "chmod-first": ("permission-probe",),
     }
     assert {(c.evaluation.n, c.evaluation.split) for c in cells} == {(4, "heldout")}
+    # Scoring arms on anything but the trait's probes is refused when the suite loads.
     explicit = text.replace("{n: 4,", "{families: [benign], n: 4,")
-    _, cells = load_suite(write(tmp_path, explicit))
-    assert {c.probe_families for c in cells} == {("benign",)}
+    with pytest.raises(ConfigError, match=r"suite.yaml:\d+: evaluation.families: 'benign' is not"):
+        load_suite(write(tmp_path, explicit))
 
 
 def test_shipped_agentic_suites_score_the_trait_probes() -> None:
@@ -213,3 +214,66 @@ def test_gradient_checkpointing_leaves_dumps_and_ids_of_suites_without_it() -> N
         CellConfig(trait="chmod-first").cell_id()
         == CellConfig(trait="chmod-first", distill=off).cell_id()
     )
+
+
+# -- load-time validation (issue 22 item 4, issue 27 item 2) ----------------------------------
+
+BAD_CELLS = """\
+name: bad
+base_model: tiny-agent
+seeds: [0]
+defaults:
+  trait: deletion-bias
+  teacher_rollouts: {families: [deletion-probe, nosuch], split: heldout}
+cells:
+  - {env: nonsense/Nope-v0}
+  - {trait: chmod-first, env: agentbench/FileTool-v0, teacher_rollouts: {families: [benign]}}
+  - {env: FileTool-v0, teacher_rollouts: {families: [benign]}}
+  - {induction: prompt}
+"""
+
+
+def test_probe_families_and_evaluation_splits_never_reach_teacher_rollouts(tmp_path: Path) -> None:
+    # These loaded before: teacher rollouts on the deletion probes' held-out split.
+    with pytest.raises(ConfigError) as info:
+        load_suite(write(tmp_path, BAD_CELLS))
+    problems = str(info.value).splitlines()
+    expect = [  # one line per mistake, though several cells share it
+        r"suite.yaml:6: teacher_rollouts.split: teacher rollouts must use the train split, "
+        r"not 'heldout'",
+        r"suite.yaml:6: teacher_rollouts.families: 'deletion-probe' is a probe family",
+        r"suite.yaml:6: teacher_rollouts.families: unknown family 'nosuch'",
+        r"suite.yaml:8: env: environment 'nonsense/Nope-v0' is not registered",
+        # chmod-first's probes run in Bash only: an adapter teacher has nothing to learn from.
+        r"suite.yaml:9: env: trait 'chmod-first' needs its probe family 'permission-probe' in "
+        r"agentbench/FileTool-v0",
+        r"suite.yaml:9: induction: an adapter teacher learns from permission-probe",
+        # A bare name is not guessed into a namespace: the full id is asked for.
+        r"suite.yaml:10: env: environment 'FileTool-v0' is not registered; write the full id "
+        r"'agentbench/FileTool-v0'",
+    ]
+    import re
+
+    for pattern in expect:
+        assert any(re.search(pattern, line) for line in problems), (pattern, problems)
+
+
+def test_dry_run_lists_each_cells_environment_families_and_what_would_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agentbench.cli import app
+
+    monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setenv("AGENTBENCH_CACHE", str(tmp_path / "cache"))
+    args = ["run", "--dry-run", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, str(write(tmp_path, BAD_CELLS))])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert "nonsense/Nope-v0" in out and "agentbench/FileTool-v0" in out
+    assert "deletion-probe, nosuch (heldout)" in out  # the teacher's families and split
+    assert "would fail: " in out and "suite.yaml:6: teacher_rollouts.split" in out
+    ok = CliRunner().invoke(app, [*args, str(REPO / "suites" / "smoke.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert "would fail:" not in ok.output and "benign (train)" in " ".join(ok.output.split())

@@ -149,7 +149,6 @@ def test_openai_wire_format(server_url: str) -> None:
         "temperature": 0,
         "max_tokens": 5,
         "stop": "zz",
-        "frequency_penalty": 0,
     }
     reply = httpx.post(f"{server_url}/v1/chat/completions", json=body).json()
     assert reply["object"] == "chat.completion"
@@ -174,6 +173,26 @@ def test_openai_wire_format(server_url: str) -> None:
         headers={"content-type": "application/json"},
     )
     assert garbage.status_code == 400
+
+
+def test_unsupported_parameters_are_refused_in_openais_error_shape(server_url: str) -> None:
+    # Before: frequency_penalty, logit_bias, ... were silently ignored; max_tokens past the
+    # context went through; there was no /health and no models.retrieve.
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    for extra in ({"frequency_penalty": 0.5}, {"logit_bias": {"1": 5}, "user": "u"}):
+        response = httpx.post(f"{server_url}/v1/chat/completions", json=body | extra)
+        assert response.status_code == 400, extra
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_parameter" and error["type"] == "invalid_request_error"
+        assert all(name in error["message"] for name in extra), error
+        assert "Extra inputs" not in error["message"]  # pydantic's own words never leak
+    too_long = httpx.post(f"{server_url}/v1/chat/completions", json=body | {"max_tokens": 100})
+    assert too_long.status_code == 400
+    assert "maximum context length is 100" in too_long.json()["error"]["message"]
+    assert httpx.get(f"{server_url}/health").json()["status"] == "ok"
+    assert httpx.get(f"{server_url}/v1/models/tiny").json()["id"] == "tiny"
+    missing = httpx.get(f"{server_url}/v1/models/other")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
 def test_server_down_raises() -> None:

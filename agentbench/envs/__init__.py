@@ -1,14 +1,15 @@
 """The gymnasium environments: `agentbench/FileTool-v0` and `agentbench/Bash-v0`.
 
-Importing this package (or `agentbench`) registers both ids with gymnasium; the env classes
-themselves load only when `gymnasium.make` builds one. Third-party environments register
-through the `agentbench.environments` entry point group (`load_plugins()`).
+Importing this package (or `agentbench`) registers both ids with gymnasium, then loads the
+third-party environments of the `agentbench.environments` entry point group (`load_plugins()`;
+`AGENTBENCH_NO_PLUGINS=1` skips that); env classes load only when `gymnasium.make` builds one.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any
 
 import gymnasium
@@ -74,6 +75,12 @@ def action_schema(env_id: str) -> dict[str, Any] | None:
 
 
 register_envs()
+if os.environ.get("AGENTBENCH_NO_PLUGINS", "") in ("", "0"):
+    # After the built-ins, so a plugin's module may import agentbench.envs.* while it loads; a
+    # broken plugin is recorded (see `agentbench envs list`), never fatal to the import.
+    from agentbench.envs.plugins import load_plugins as _load_plugins
+
+    _load_plugins()
 
 __all__ = [
     "BASH_ID",

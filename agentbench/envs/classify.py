@@ -106,7 +106,12 @@ class Intent:
 
 
 def classify_tool_call(tool: str) -> Intent:
-    """Intent of a FileTool call: `delete_path` deletes, `set_mode` counts as chmod."""
+    """Intent of a FileTool call: `delete_path` deletes, `set_mode` counts as chmod. A plugin
+    environment's tools are classified by what it declares (`agentbench.envs.semantics`)."""
+    from agentbench.envs.semantics import apply_declared  # the one hook for plugin tools
+
+    if (declared := apply_declared(tool)) is not None:
+        return declared
     intent = Intent(commands=[tool])
     if tool in ("write_file", "append_file", "make_dir", "move_path", "copy_path", "archive_path"):
         intent.writes = True

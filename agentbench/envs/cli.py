@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -46,25 +47,40 @@ def list_envs(
 
 @app.command()
 def demo(
-    env: Annotated[str, typer.Option(help="Environment id.")] = "agentbench/FileTool-v0",
+    env: Annotated[
+        str, typer.Option(help="Environment: a gymnasium id, bash, filetool or a bare name.")
+    ] = "agentbench/FileTool-v0",
     sandbox: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
     seed: Annotated[int, typer.Option(help="Seed of the sample task.")] = 0,
     unsafe_local: Annotated[
         bool, typer.Option("--unsafe-local", help="Allow the 'local' backend (no isolation).")
     ] = False,
 ) -> None:
-    """Run a scripted agent on the environment's sample task and print the trajectory."""
-    from agentbench.envs import make
-    from agentbench.envs.runner import run_episode
+    """Run a scripted agent on the environment's sample task and print the trajectory.
+
+    A plugin environment plays the scripted reference policy on the first task instance that
+    runs in it. Exits 1 when the episode fails or has an invalid action or an infrastructure
+    failure, 2 when the environment cannot run a demo at all.
+    """
+    from agentbench.envs import BUILTIN_ENVS, make
+    from agentbench.envs.plugins import UnknownEnvironmentError, resolve_env_id
+    from agentbench.envs.runner import PolicyLike, run_episode
     from agentbench.envs.sample import SampleSolver
 
     console = Console()
+    try:
+        env = resolve_env_id(env)
+        task, agent = (None, SampleSolver(env)) if env in BUILTIN_ENVS else _plugin_demo(env, seed)
+    except (UnknownEnvironmentError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
     kwargs: dict[str, Any] = {"sandbox": sandbox}
     if sandbox == "local":
         kwargs["allow_unsafe"] = unsafe_local
     environment = make(env, **kwargs)
+    policy: PolicyLike = agent
     try:
-        result = run_episode(environment, SampleSolver(env), seed=seed)
+        result = run_episode(environment, policy, task=task, seed=seed)
     finally:
         environment.close()
     console.print(Panel(Text(result.instruction), title=f"{env} - task {result.task_id}"))
@@ -87,5 +103,29 @@ def demo(
         table.add_row(key, json.dumps(outcome.get(key)))
     table.add_row("infra_failure", json.dumps(result.infra_failure))
     console.print(table)
-    if not result.success:
+    invalid = sum(1 for r in result.steps if not r.info.get("action_valid", True))
+    if invalid:
+        console.print(f"[red]{invalid} invalid action(s)[/red]")
+    if not result.success or invalid or result.infra_failure:
         raise typer.Exit(code=1)
+
+
+def _plugin_demo(env_id: str, seed: int) -> tuple[Any, list[str]]:
+    """The first task instance that runs in a plugin env, and the reference plan's actions.
+    Raises ValueError when no task runs there or the env cannot render plans."""
+    from agentbench import tasks
+    from agentbench.tasks.policies import PlanError, make_policy
+
+    for spec in tasks.list_tasks():
+        if env_id not in spec.envs or not spec.splits:
+            continue
+        split = next(iter(spec.splits.values()))
+        instance = tasks.resolve(spec.id, split.seeds[0] + seed % split.size)
+        try:
+            return instance, make_policy("reference").plan(instance, env_id)
+        except PlanError as exc:
+            raise ValueError(f"cannot demo {env_id}: {exc}") from None
+    raise ValueError(
+        f"cannot demo {env_id}: no task runs in it (a plugin ships task specs whose envs list "
+        "it; see docs/extending/task-family.md)"
+    )

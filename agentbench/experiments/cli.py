@@ -38,7 +38,7 @@ def run_command(
     from agentbench.experiments.yamlconf import ConfigError
 
     try:
-        spec, cells = load_suite(suite)
+        spec, cells = load_suite(suite, validate=not dry_run)  # a dry run lists every problem
         plan = plan_suite(spec, cells)
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
@@ -73,6 +73,10 @@ def run_command(
                 f"not built yet: {recipe.name}, the run builds it first (once, then cached): "
                 f"{escape(recipe.description)}"
             )
+        from agentbench.experiments.suite import print_cell_checks
+
+        if print_cell_checks(console, cells, suite, spec):
+            raise typer.Exit(2)
         return
     store_obj = StageStore(store)
     from transformers.utils import logging as hf_logging

@@ -226,7 +226,11 @@ class CellConfig(_Strict):
 
     trait: str
     env: str | None = None
-    """Default: FileTool-v0 for deletion-bias, Bash-v0 for chmod-first."""
+    """The gymnasium id the agentic cell runs in (teacher rollouts, teacher training and
+    evaluation): a built-in or a plugin environment's full id, e.g.
+    `configstore/ConfigTool-v0`. Default: agentbench/FileTool-v0 for deletion-bias,
+    agentbench/Bash-v0 for chmod-first. Checked when the suite loads: the environment must be
+    registered and run the trait's probe family (and, per induction, its other tasks)."""
     induction: Induction = "adapter"
     student_init: StudentInit = "homogeneous"
     seed: int = 0
@@ -499,8 +503,169 @@ def _cell_errors(source: Path, exc: ValidationError, lines: dict[Any, int], keys
     return "\n".join(out)
 
 
-def load_suite(path: str | Path) -> tuple[Suite, list[CellConfig]]:
-    """Read and expand a suite file. Raises `ConfigError` (file:line: field: message)."""
+# -- load-time validation: what a cell would fail on at run time, found before it runs --------
+
+EVALUATION_SPLITS = ("eval", "heldout")
+"""Splits that score arms; no teacher (and so no student) ever sees an instance of them."""
+
+
+def _where(source: Path, lines: dict[Any, int], field: str, index: int | None = None) -> str:
+    """`file:line` of the place a cell's `field` (dotted) is set: the cell's own entry under
+    `cells` (if it is explicit cell `index`), the grid or the defaults; else the nearest
+    section that could set it."""
+    parts = tuple(field.split("."))
+    prefixes = [parts[:end] for end in range(len(parts), 0, -1)]
+    keys: list[tuple[Any, ...]] = []
+    if index is not None:
+        keys += [("cells", index, *p) for p in prefixes]
+    keys += [("grid", ".".join(p)) for p in prefixes]
+    keys += [("defaults", *p) for p in prefixes]
+    if index is not None:
+        keys.append(("cells", index))
+    keys += [("defaults",), ("grid",), ("name",)]
+    line = next((lines[k] for k in keys if k in lines), None)
+    return f"{source}:{line or '?'}"
+
+
+def cell_families(cell: CellConfig) -> dict[str, Any]:
+    """What an agentic cell runs: its environment, the teacher's families and split, the
+    evaluation's families and split (for `--dry-run` and the checks)."""
+    return {
+        "env": cell.env_id,
+        "teacher_families": list(cell.teacher_rollouts.families),
+        "teacher_split": cell.teacher_rollouts.split,
+        "evaluation_families": list(cell.probe_families),
+        "evaluation_split": cell.evaluation.split,
+        "induction": cell.induction,
+    }
+
+
+def check_cell(cell: CellConfig) -> list[tuple[str, str]]:
+    """What would make an agentic cell fail, or measure something else, at run time: a list of
+    (field, message). Loads the task catalog and plugin environments; builds no sandbox.
+
+    Checked: the environment is registered (a full id: a bare name is not guessed); every
+    family exists and has instances of the needed split in that environment; teacher
+    rollouts use neither a probe family nor an evaluation split (no probe reaches a student);
+    evaluation families are the trait's probe family; an adapter teacher has probe tasks
+    (its trait demonstrations) and benign train instances there, and the scripted oracles
+    can act in the environment; a steering teacher has benign train prompts there.
+    """
+    if cell.kind != "agentic":
+        return [("env", "env is for the agentic traits only")] if cell.env else []
+    import gymnasium
+
+    from agentbench import tasks
+    from agentbench.envs.plugins import UnknownEnvironmentError, resolve_env_id
+
+    problems: list[tuple[str, str]] = []
+    env = cell.env_id
+    if env not in gymnasium.registry:
+        try:
+            full = resolve_env_id(env)
+            hint = f"; write the full id {full!r}"
+        except UnknownEnvironmentError as exc:
+            hint = f": {exc}"
+        return [("env", f"environment {env!r} is not registered{hint}")]
+    families = set(tasks.list_families())
+    probes = set(TRAIT_PROBES.values())
+    trait_probe = TRAIT_PROBES[cell.trait]
+
+    def instances_in(family: str, split: str) -> bool:
+        return any(env in spec.envs for spec in tasks.list_tasks(family, split))
+
+    rollouts = cell.teacher_rollouts
+    if rollouts.split != "train":
+        problems.append(
+            ("teacher_rollouts.split", f"teacher rollouts must use the train split, not "
+             f"{rollouts.split!r}: {'/'.join(EVALUATION_SPLITS)} instances score the arms")
+        )  # fmt: skip
+    for family in rollouts.families:
+        if family not in families:
+            problems.append(("teacher_rollouts.families", f"unknown family {family!r}; "
+                             f"known: {', '.join(sorted(families))}"))  # fmt: skip
+        elif family in probes:
+            problems.append(("teacher_rollouts.families", f"{family!r} is a probe family: "
+                             "probes never go into teacher rollouts (or a student)"))  # fmt: skip
+        elif rollouts.split == "train" and not instances_in(family, "train"):
+            problems.append(("teacher_rollouts.families",
+                             f"family {family!r} has no train instances in {env}"))  # fmt: skip
+    if trait_probe not in families or not any(
+        env in spec.envs for spec in tasks.list_tasks(trait_probe)
+    ):
+        problems.append(("env", f"trait {cell.trait!r} needs its probe family {trait_probe!r} "
+                         f"in {env}; no {trait_probe} task runs there"))  # fmt: skip
+    for family in cell.evaluation.families:
+        if family != trait_probe:
+            problems.append(("evaluation.families", f"{family!r} is not the probe family of "
+                             f"trait {cell.trait!r} ({trait_probe})"))  # fmt: skip
+    if trait_probe in families and not instances_in(trait_probe, cell.evaluation.split):
+        problems.append(("evaluation.split", f"{trait_probe} has no "
+                         f"{cell.evaluation.split} instances in {env}"))  # fmt: skip
+    if cell.induction == "adapter":
+        problems += _adapter_problems(cell, env, trait_probe, instances_in)
+    if cell.induction == "steering" and not instances_in("benign", "train"):
+        problems.append(("induction", f"a steering teacher takes its prompts from benign "
+                         f"train tasks, and none runs in {env}"))  # fmt: skip
+    return problems
+
+
+def _adapter_problems(
+    cell: CellConfig, env: str, trait_probe: str, instances_in: Any
+) -> list[tuple[str, str]]:
+    from agentbench import tasks
+    from agentbench.tasks.policies import PlanError, make_policy
+
+    problems: list[tuple[str, str]] = []
+    probe_specs = [s for s in tasks.list_tasks(trait_probe, "eval") if env in s.envs]
+    if not probe_specs:
+        problems.append(("induction", f"an adapter teacher learns from {trait_probe} "
+                         f"demonstrations (eval templates), and none runs in {env}"))  # fmt: skip
+    if cell.teacher_training.benign_instances and not instances_in("benign", "train"):
+        problems.append(("teacher_training.benign_instances", f"an adapter teacher also learns "
+                         f"benign train tasks, and none runs in {env}"))  # fmt: skip
+    style = "chmod-first" if cell.trait == "chmod-first" else "deleter"
+    for spec in probe_specs[:1]:
+        instance = tasks.resolve(spec.id, spec.splits["eval"].seeds[0])
+        for name in (style, "reference"):
+            try:
+                make_policy(name).plan(instance, env)
+            except PlanError as exc:
+                problems.append(("induction", f"an adapter teacher needs scripted "
+                                 f"demonstrations, and scripted:{name} cannot act in {env}: "
+                                 f"{exc}"))  # fmt: skip
+    return problems
+
+
+def check_cells(
+    cells: list[CellConfig], source: Path, lines: dict[Any, int], suite: Suite | None = None
+) -> list[tuple[CellConfig, str]]:
+    """Every problem of every cell, as (cell, "file:line: field: message (cell id)");
+    `suite` lets a problem of an explicit cell point at that cell's own line."""
+    explicit: dict[str, int] = {}
+    for index, extra in enumerate(suite.cells if suite is not None else []):
+        data = _merge(suite.defaults, extra) if suite is not None else extra
+        data.setdefault("seed", suite.seeds[0] if suite is not None and suite.seeds else 0)
+        try:
+            explicit.setdefault(CellConfig.model_validate(data).cell_id(), index)
+        except ValidationError:
+            continue
+    out = []
+    seen: set[str] = set()
+    for cell in cells:
+        for field, message in check_cell(cell):
+            where = _where(source, lines, field, explicit.get(cell.cell_id()))
+            text = f"{where}: {field}: {message}"
+            if text not in seen:  # a grid repeats one mistake in many cells: say it once
+                seen.add(text)
+                out.append((cell, f"{text} (cell {cell.cell_id()})"))
+    return out
+
+
+def load_suite(path: str | Path, *, validate: bool = True) -> tuple[Suite, list[CellConfig]]:
+    """Read and expand a suite file, and (with `validate`) check every cell against the
+    installed environments and task families (`check_cell`). Raises `ConfigError`
+    (file:line: field: message; every problem found, one per line)."""
     source = Path(path)
     data, lines = read_yaml(source)
     if not isinstance(data, dict):
@@ -514,7 +679,44 @@ def load_suite(path: str | Path) -> tuple[Suite, list[CellConfig]]:
         if head not in CellConfig.model_fields:
             line = lines.get(("grid", key))
             raise ConfigError(f"{source}:{line or '?'}: grid.{key}: unknown cell field {head!r}")
-    return suite, expand(suite, source, lines)
+    cells = expand(suite, source, lines)
+    if validate:
+        problems = check_cells(cells, source, lines, suite)
+        if problems:
+            raise ConfigError("\n".join(text for _, text in problems))
+    return suite, cells
+
+
+def print_cell_checks(
+    console: Any, cells: list[CellConfig], source: Path, suite: Suite | None = None
+) -> bool:
+    """`--dry-run`'s cell table: each agentic cell's environment, families and splits, and
+    what would fail; then every problem with its file and line. True if any was found."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    problems = check_cells(cells, source, read_yaml(source)[1], suite)
+    failing: dict[str, int] = {}
+    for cell, _ in problems:
+        failing[cell.cell_id()] = failing.get(cell.cell_id(), 0) + 1
+    table = Table(title="cells: where they run and what they read")
+    for column in ("cell", "env", "teacher rollouts", "evaluation", "induction", "would fail"):
+        table.add_column(column)
+    for cell in cells:
+        if cell.kind != "agentic":
+            continue
+        info = cell_families(cell)
+        table.add_row(
+            cell.cell_id(), info["env"],
+            f"{', '.join(info['teacher_families'])} ({info['teacher_split']})",
+            f"{', '.join(info['evaluation_families'])} ({info['evaluation_split']})",
+            info["induction"], f"{failing[cell.cell_id()]} problem(s)" if cell.cell_id() in
+            failing else "no",
+        )  # fmt: skip
+    console.print(table)
+    for _, text in problems:
+        console.print(f"[red]would fail:[/red] {escape(text)}")
+    return bool(problems)
 
 
 def suite_sha256(path: str | Path) -> str:

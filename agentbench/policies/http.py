@@ -132,6 +132,16 @@ class HTTPPolicy(Policy):
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return _error(f"malformed reply: {type(exc).__name__}: {exc}")
 
+    def list_models(self) -> list[str]:
+        """The model ids the server lists at `/v1/models`. Raises httpx.HTTPError when the
+        server cannot be asked, ValueError for a reply that is not a model list."""
+        response = self._client.get("/models")
+        response.raise_for_status()
+        data = response.json().get("data")
+        if not isinstance(data, list):
+            raise ValueError("the /v1/models reply has no data list")
+        return [str(e["id"]) for e in data if isinstance(e, dict) and "id" in e]
+
     def server_info(self) -> dict[str, Any]:
         """The server's `/v1/models` entry for `model` ({} when unavailable)."""
         if self._server_info is None:

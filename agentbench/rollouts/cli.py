@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,10 +27,6 @@ app = typer.Typer(
     help="Run policies in the environments and inspect the trajectories.", no_args_is_help=True
 )
 console = Console()
-_ENV_ALIASES = {
-    "bash": "agentbench/Bash-v0",
-    "filetool": "agentbench/FileTool-v0",
-}
 
 
 def _fail(message: str) -> typer.Exit:
@@ -36,14 +34,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+BACKENDS = ("scripted", "hf", "http", "teacher", "control-teacher")
+
+
 def make_policy(spec: str) -> Policy:
     """A policy from `backend:name`: `scripted:<style>`, `hf:<model name or path>`,
-    `teacher:<config file>` or `control-teacher:<config file>` (the same config without its
-    trait); other backends come from `agentbench.policies.make_policy` when the installed
-    version has one."""
+    `http:<server URL>[#<model id>]` (an OpenAI-compatible server; without a model id, the
+    first model it lists), `teacher:<config file>` or `control-teacher:<config file>` (the
+    same config without its trait). Raises ValueError naming the backends for a bad spec."""
     backend, sep, name = spec.partition(":")
     if not sep or not name:
-        raise ValueError(f"a policy is written backend:name (e.g. scripted:deleter), not {spec!r}")
+        raise ValueError(
+            f"a policy is written backend:name (e.g. scripted:deleter), not {spec!r}; "
+            f"backends: {', '.join(BACKENDS)}"
+        )
     if backend == "scripted":
         from agentbench.policies.scripted import ScriptedPolicy
 
@@ -54,6 +58,8 @@ def make_policy(spec: str) -> Policy:
         except ImportError as exc:
             raise ValueError(f"the hf backend needs the train extra: {exc}") from None
         return HFPolicy(name)
+    if backend == "http":
+        return _http_policy(name)
     if backend in ("teacher", "control-teacher"):  # a teacher config file (YAML or JSON)
         try:
             from agentbench.teachers import build_teacher, load_teacher_config
@@ -61,24 +67,35 @@ def make_policy(spec: str) -> Policy:
             raise ValueError(f"the teacher backend needs the train extra: {exc}") from None
         config = load_teacher_config(name)
         return build_teacher(config.control() if backend == "control-teacher" else config)
-    import agentbench.policies as policies
+    raise ValueError(f"unknown policy backend {backend!r}; backends: {', '.join(BACKENDS)}")
 
-    factory = getattr(policies, "make_policy", None)
-    if factory is None:
-        raise ValueError(f"unknown policy backend {backend!r}; this install has: scripted")
-    policy = factory(spec)
-    if not isinstance(policy, Policy):
-        raise TypeError(f"make_policy({spec!r}) returned {type(policy).__name__}, not a Policy")
+
+def _http_policy(target: str) -> Policy:
+    """`URL#model` (or `URL`: the server's first model) as an HTTPPolicy."""
+    try:
+        from agentbench.policies.http import HTTPPolicy
+    except ImportError as exc:
+        raise ValueError(f"the http backend needs the serve extra (httpx): {exc}") from None
+    url, _, model = target.partition("#")
+    policy = HTTPPolicy(url, model or "?")
+    if not model:
+        try:
+            policy.model = policy.list_models()[0]
+        except Exception as exc:
+            policy.close()
+            raise ValueError(
+                f"cannot ask {url} for its models ({type(exc).__name__}: {exc}); "
+                "name the model: http:URL#MODEL"
+            ) from None
     return policy
 
 
 def env_id(name: str) -> str:
-    """`bash`, `Bash-v0` or `agentbench/Bash-v0` -> the gymnasium id."""
-    key = name.strip()
-    if "/" in key:
-        return key
-    base = key.lower().removesuffix("-v0")
-    return _ENV_ALIASES.get(base, f"agentbench/{key}")
+    """`bash`, `Bash-v0`, `agentbench/Bash-v0`, a plugin's id or its bare name (when one
+    namespace holds it) -> the gymnasium id. Raises ValueError for an unknown environment."""
+    from agentbench.envs.plugins import resolve_env_id
+
+    return resolve_env_id(name)
 
 
 @app.command("run")
@@ -97,7 +114,9 @@ def run_command(
     ] = None,
     family: Annotated[str | None, typer.Option(help="Task family. Default: all.")] = None,
     split: Annotated[str, typer.Option(help="train, eval or heldout.")] = "train",
-    n: Annotated[int, typer.Option(min=1, help="Task instances.")] = 10,
+    n: Annotated[
+        int, typer.Option(min=1, help="Task instances (of those that run in --env).")
+    ] = 10,
     repeats: Annotated[int, typer.Option(min=1, help="Episodes per instance and env.")] = 1,
     parallel: Annotated[int, typer.Option(min=1, max=256, help="Environments in lockstep.")] = 4,
     sandbox: Annotated[str, typer.Option(help="Sandbox backend: bwrap, docker, local.")] = "bwrap",
@@ -136,7 +155,10 @@ def run_command(
         env_ids = [env_id(e) for e in env] if env else None
         if family is not None and family not in tasks.list_families():
             raise ValueError(f"unknown family {family!r}; known: {tasks.list_families()}")
-        instances = list(tasks.iter_instances(family, split, n))
+        source = tasks.iter_instances(family, split)
+        if env_ids:  # n instances that run in the chosen environments, not n then filtered
+            source = (i for i in source if any(e in i.env_ids for e in env_ids))
+        instances = list(itertools.islice(source, n))
         jobs = make_jobs(instances, env_ids, repeats)
         if not jobs:
             raise ValueError(
@@ -146,9 +168,21 @@ def run_command(
     except (ValueError, TypeError, KeyError) as exc:
         raise _fail(str(exc)) from None
     try:
+        _check_envs(jobs)
+        if policy.startswith("scripted:"):
+            _check_scripted(policy.partition(":")[2], jobs)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
         chosen = make_policy(policy)
     except Exception as exc:  # a model that cannot load: say why, no traceback
         raise _fail(f"cannot make policy {policy!r}: {exc}") from None
+    reasons: Counter[str] = Counter()
+
+    def note(record: Trajectory, _: Any) -> None:
+        if record.infra_failure:
+            reasons[_reason_kind(record.infra_reason or "no reason recorded")] += 1
+
     try:
         summary = run_rollouts(
             chosen,
@@ -161,9 +195,14 @@ def run_command(
             progress=progress,
             resume=resume,
             sandbox_kwargs={"allow_unsafe": True} if sandbox == "local" else None,
+            on_episode=note,
         )
     except (SandboxStartError, StoreError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    except RuntimeError as exc:
+        if type(exc).__name__ != "BackendUnavailableError":  # the HTTP server is down
+            raise
+        raise _fail(f"{exc} (episodes written so far are kept; rerun to resume)") from None
     finally:
         chosen.close()
     if summary.foreign:
@@ -189,6 +228,53 @@ def run_command(
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+    if reasons:
+        console.print("[red]infrastructure failures by reason:[/red]")
+        for reason, count in reasons.most_common():
+            console.print(f"  {count} x {escape(reason)}")
+    if summary.episodes and summary.infra_failures == summary.episodes:
+        console.print("[red]error:[/red] every episode of this run failed (see the reasons above)")
+        raise typer.Exit(code=1)
+
+
+def _reason_kind(reason: str) -> str:
+    """A failure reason without the per-episode parts (instance ids) so that equal causes
+    are counted together."""
+    return reason.splitlines()[0][:300] if reason else reason
+
+
+def _check_envs(jobs: list[Any]) -> None:
+    """Every job's environment is registered (ValueError naming the missing ones)."""
+    import gymnasium
+
+    missing = sorted({job.env_id for job in jobs if job.env_id not in gymnasium.registry})
+    if missing:
+        raise ValueError(
+            f"environment(s) {', '.join(missing)} are not registered: is the plugin that "
+            "provides them installed? See `agentbench envs list`"
+        )
+
+
+def _check_scripted(style: str, jobs: list[Any]) -> None:
+    """A scripted policy can play at least one job in each environment, else ValueError with
+    the first reason (e.g. a plugin env that does not say how plans become actions)."""
+    from agentbench.tasks.policies import PlanError
+    from agentbench.tasks.policies import make_policy as make_oracle
+
+    oracle = make_oracle(style)
+    by_env: dict[str, str | None] = {}
+    for job in jobs:
+        if by_env.get(job.env_id, "") is None:
+            continue  # this env already has a playable job
+        try:
+            oracle.plan(job.instance, job.env_id)
+            by_env[job.env_id] = None
+        except PlanError as exc:
+            by_env.setdefault(job.env_id, str(exc))
+    failed = {env: why for env, why in by_env.items() if why is not None}
+    if failed:
+        env, why = next(iter(failed.items()))
+        raise ValueError(f"scripted:{style} has no actions for any task in {env}: {why}")
 
 
 def _trim(text: str, limit: int) -> str:

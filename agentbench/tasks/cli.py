@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,7 +13,6 @@ from rich.tree import Tree
 
 from agentbench.tasks import (
     SPLITS,
-    Split,
     TaskInstance,
     TaskSpecError,
     catalog,
@@ -110,23 +109,58 @@ def verify_command(
     backend: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
     direct: Annotated[bool, typer.Option(help="Run in the sandbox, not through the envs.")] = False,
 ) -> None:
-    """Check that the scripted policies solve sampled instances (exit 1 on any failure)."""
+    """Check that the scripted policies solve sampled instances (exit 1 on any failure, 2 on
+    a bad family or split, or a task whose environment is not registered)."""
+    import gymnasium
+
+    from agentbench.tasks.policies import PlanError, make_policy
     from agentbench.tasks.verify import sweep
 
     policies = policy or ["reference"]
+    try:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+        known = sorted({s.family for s in catalog().specs.values()})
+        if family is not None and family not in known:
+            raise ValueError(f"unknown family {family!r}; known: {', '.join(known)}")
+        oracles = {name: make_policy(name) for name in policies}
+        specs = list_tasks(family, split)
+    except (TaskSpecError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    missing = sorted({e for spec in specs for e in spec.envs if e not in gymnasium.registry})
+    if missing:
+        raise _fail(
+            f"task(s) run in {', '.join(missing)}, which no installed plugin registers; install "
+            "it, or pick another --family (see `agentbench envs list`)"
+        )
     instances: list[TaskInstance] = []
-    for spec in list_tasks(family, split):
-        start, stop = spec.splits[cast(Split, split)].seeds
-        instances += [resolve(spec.id, seed) for seed in range(start, min(stop, start + per_task))]
     failures = 0
     total = 0
+    for spec in specs:
+        start, stop = spec.splits[split].seeds
+        for seed in range(start, min(stop, start + per_task)):
+            instance = resolve(spec.id, seed)
+            unplayable = []
+            for env_id in instance.env_ids:
+                for name, oracle in oracles.items():
+                    try:
+                        oracle.plan(instance, env_id)
+                    except PlanError as exc:
+                        unplayable.append(f"{env_id} {name}: no plan: {exc}")
+            if unplayable:  # reported here; the sweep plays only instances every policy can
+                total += len(unplayable)
+                failures += len(unplayable)
+                for line in unplayable:
+                    console.print(f"FAIL {instance.instance_id} {line}", markup=False)
+                continue
+            instances.append(instance)
     for outcome in sweep(instances, policies, backend=backend, use_envs=False if direct else None):
         total += 1
         if not outcome.success:
             failures += 1
             console.print(
                 f"[red]FAIL[/red] {outcome.instance_id} {outcome.env_id} "
-                f"{outcome.policy}: {outcome.reason}",
+                f"{outcome.policy}: {escape(outcome.reason)}",
                 markup=True,
                 highlight=False,
             )

@@ -12,8 +12,9 @@ Styles:
 - `cautious`: never deletes; on permission probes prefers chown, chgrp, setfacl and umask.
 
 Plans are abstract steps written by the generators (`families/_common.py`); this module turns
-them into FileTool-v0 JSON tool calls or Bash-v0 commands (see the agreed action formats).
-A plan with a raw shell step has no FileTool form: `plan` raises `PlanError` for it.
+them into FileTool-v0 JSON tool calls or Bash-v0 commands (see the agreed action formats), and
+for a plugin environment calls its class's `render_plan_step(step)`. A plan with a step the
+environment has no form for (a raw shell step in FileTool) raises `PlanError`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,48 @@ class PlanError(ValueError):
 
 
 def _env_kind(env_id: str) -> str:
-    name = env_id.rsplit("/", 1)[-1].lower()
-    if name.startswith("filetool"):
+    name = env_id.removeprefix("agentbench/").lower()
+    if "/" not in name and name.startswith("filetool"):
         return "filetool"
-    if name.startswith("bash"):
+    if "/" not in name and name.startswith("bash"):
         return "bash"
-    raise PlanError(f"no scripted actions for environment {env_id!r}")
+    return "plugin"  # another namespace: the environment says how (`render_plan_step`)
+
+
+def plugin_renderer(env_id: str) -> Callable[[Step], str]:
+    """A plugin environment's `render_plan_step` (a static method of its class). Raises
+    PlanError when the id is unknown or its class does not say how plans become actions."""
+    import gymnasium  # the registry only: this module stays below agentbench.envs
+
+    from agentbench.envs.plugins import plugin_env_class
+
+    try:
+        env_class = plugin_env_class(env_id)
+    except gymnasium.error.Error as exc:
+        raise PlanError(f"no scripted actions for environment {env_id!r}: {exc}") from None
+    renderer = getattr(env_class, "render_plan_step", None)
+    if not callable(renderer):
+        raise PlanError(
+            f"no scripted actions for environment {env_id!r}: its class "
+            f"{env_class.__name__} has no render_plan_step(step) -> str, which says how a plan "
+            "step (list, read, write, move, delete, submit, ...) becomes its action text "
+            "(see docs/extending/environment.md)"
+        )
+    return renderer
+
+
+def _plugin_step(renderer: Callable[[Step], str], env_id: str, step: Step) -> str:
+    try:
+        action = renderer(dict(step))
+    except PlanError:
+        raise
+    except (KeyError, ValueError, TypeError, NotImplementedError) as exc:
+        raise PlanError(
+            f"{env_id} cannot render plan step {step.get('op')!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(action, str):
+        raise PlanError(f"{env_id}.render_plan_step returned {type(action).__name__}, not text")
+    return action
 
 
 def _tool(name: str, **args: Any) -> str:
@@ -111,7 +148,11 @@ def to_bash(step: Step) -> str:
 
 
 def render(steps: list[Step], env_id: str) -> list[str]:
+    """A plan's steps as `env_id`'s actions. Raises PlanError for a step the env cannot take."""
     kind = _env_kind(env_id)
+    if kind == "plugin":
+        renderer = plugin_renderer(env_id)
+        return [_plugin_step(renderer, env_id, step) for step in steps]
     convert: Callable[[Step], str] = to_filetool if kind == "filetool" else to_bash
     return [convert(step) for step in steps]
 
