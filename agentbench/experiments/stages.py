@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agentbench.experiments.code_hash import code_hash
+from agentbench.experiments.executor import StageTask, current_graph, execute_task
 from agentbench.experiments.store import StageStore, stage_key
 from agentbench.experiments.suite import (
     CellConfig,
@@ -115,8 +117,8 @@ STAGE_VERSIONS = {
     "trait-eval": 1,
     "mlp": 1,
 }
-"""Part of every stage key: bumped when a stage's code changes what it produces, so a store
-never hands back an artifact made the old way under the new code."""
+"""Part of every stage key, with the hash of the stage's sources (`code_hash`): bumped when a
+stage's meaning changes in a way its sources do not show (a dependency's behaviour)."""
 
 
 def _run(
@@ -127,14 +129,16 @@ def _run(
     body: Callable[[Path, dict[str, Any]], None],
     log: Log,
 ) -> StageResult:
-    key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs)
-    if store.done(stage, key):
-        log(f"{stage} {key}: cached")
-        return StageResult(stage, key, store.path(stage, key), reused=True)
-    log(f"{stage} {key}: running")
-    with store.build(stage, key, config, inputs) as (work, extras):
-        body(work, extras)
-    return StageResult(stage, key, store.path(stage, key), reused=False)
+    """Run (or reuse) a stage now; inside `executor.collecting(graph)`, add it to the graph
+    and return where it will be (the executor publishes it later)."""
+    key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs, code=code_hash(stage))
+    task = StageTask(stage, key, config, inputs, body)
+    graph = current_graph()
+    if graph is not None:
+        graph.add(task)
+        return StageResult(stage, key, store.root / stage / key, reused=False)
+    ran = execute_task(store, task, log)
+    return StageResult(stage, key, store.path(stage, key), reused=not ran)
 
 
 # -- teacher ---------------------------------------------------------------------------------
