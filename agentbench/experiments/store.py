@@ -201,6 +201,7 @@ class StageStore:
             "wall_s": round(time.monotonic() - began, 2),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "provenance": provenance(),
+            "writer": writer,
             **extras,
         }
         if self.remote:
