@@ -41,7 +41,7 @@ def test_missing_vllm_is_a_clear_error() -> None:
 def test_a_steering_vector_is_refused_with_the_reason() -> None:
     from agentbench.policies.vllm import VLLMPolicy
 
-    with pytest.raises(ModelError, match="cannot apply a steering vector.*hf backend"):
+    with pytest.raises(ModelError, match=r"cannot apply a steering vector.*hf backend"):
         VLLMPolicy("tiny-random-llama", steering=object())
 
 

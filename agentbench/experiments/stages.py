@@ -74,11 +74,15 @@ class PolicyRef(BaseModel):
         return {**self.model_dump(), "model": rel(self.model), "adapter": rel(self.adapter)}
 
     def build(self, batch_size: int = 16) -> Any:
+        """The policy, on `AGENTBENCH_DEVICE` (default cpu; e.g. cuda on a GPU worker). The
+        device is left out of stage keys, like the thread count: it changes float rounding,
+        not what a stage means."""
+        device = policy_device()
         if self.kind == "hf":
             from agentbench.policies.hf import HFPolicy
 
             return HFPolicy(
-                self.model, adapter=self.adapter, system_prompt=self.system_prompt, device="cpu",
+                self.model, adapter=self.adapter, system_prompt=self.system_prompt, device=device,
                 batch_size=batch_size,
             )  # fmt: skip
         from agentbench.teachers import build_teacher, load_teacher_config
@@ -86,7 +90,12 @@ class PolicyRef(BaseModel):
         config = load_teacher_config(self.model)
         if self.kind == "control-teacher":
             config = config.control()
-        return build_teacher(config.model_copy(update={"device": "cpu", "batch_size": batch_size}))
+        return build_teacher(config.model_copy(update={"device": device, "batch_size": batch_size}))
+
+
+def policy_device() -> str:
+    """Where stage policies run: `AGENTBENCH_DEVICE` (cpu, cuda, cuda:1, ...), default cpu."""
+    return os.environ.get("AGENTBENCH_DEVICE", "cpu") or "cpu"
 
 
 def model_identity(name: str) -> str:
