@@ -74,6 +74,21 @@ def local_run(micro_models: tuple[Path, Path], tmp_path_factory: pytest.TempPath
     return suite
 
 
+def test_a_stage_asking_for_more_than_the_cluster_has_is_refused_up_front(
+    cluster: None, tmp_path: Path
+) -> None:
+    from agentbench.experiments.executor import RayExecutor, StageGraph, StageTask
+    from agentbench.experiments.store import StageStore
+    from agentbench.experiments.suite import StageResources
+
+    graph = StageGraph()
+    graph.add(StageTask("distill", "k", {}, {}, lambda work, extras: None))
+    executor = RayExecutor(resources={"distill": StageResources(gpus=2)})
+    with pytest.raises(RuntimeError, match=r"distill stages ask for 2 GPU\(s\) but the Ray"):
+        executor.run(graph, StageStore(tmp_path), lambda _: None)
+    assert not (tmp_path / "distill").exists()
+
+
 @pytest.mark.bwrap
 def test_micro_suite_under_ray_matches_local_then_reuses_everything(
     cluster: None, local_run: Path, tmp_path: Path

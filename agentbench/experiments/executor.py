@@ -223,8 +223,24 @@ class RayExecutor:
                 opts["memory"] = int(r.memory_gb * 2**30)
         return opts
 
+    def _check_fits(self, ray: Any, graph: StageGraph) -> None:
+        """Refuse, before anything runs, a stage kind that asks for more than the whole
+        cluster has (Ray would otherwise wait for it forever)."""
+        total = ray.cluster_resources()
+        for stage in sorted({t.stage for t in graph.tasks.values()}):
+            opts = self.options(stage)
+            for name, want, have in (("CPU", opts["num_cpus"], total.get("CPU", 0.0)),
+                                     ("GPU", opts["num_gpus"], total.get("GPU", 0.0))):  # fmt: skip
+                if want > have:
+                    raise RuntimeError(
+                        f"{stage} stages ask for {want:g} {name}(s) but the Ray cluster has "
+                        f"{have:g}: lower the suite's resources.{stage}, or run on a cluster "
+                        "that has them (--address)"
+                    )
+
     def run(self, graph: StageGraph, store: StageStore, log: Log) -> list[str]:
         ray = self._init()
+        self._check_fits(ray, graph)
         remote = ray.remote(_ray_execute)
         pending = dict(graph.tasks)
         published: set[str] = set()
