@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from agentbench.experiments.executor import LocalExecutor, RayExecutor, StageGraph, StageTask
 from agentbench.experiments.store import StageStore
 
@@ -127,7 +129,15 @@ def render(bench: ExecutorBench) -> str:
     ])  # fmt: skip
 
 
-def bench_executor_command(n: int = 20, cells: int = 4, work_s: float = 2.0) -> None:
+def bench_executor_command(
+    n: int = typer.Option(20, min=1, help="Empty stages timed for the per-stage overhead."),
+    cells: int = typer.Option(4, min=1, help="Cells (independent chains) of the suite."),
+    work_s: float = typer.Option(2.0, min=0.01, help="CPU seconds of a model stage."),
+) -> None:
     """Ray's per-stage overhead against local, and the speed-up of a 4-cell suite on 2
     workers."""
-    print(render(run_executor_bench(n, cells, work_s)))
+    try:
+        print(render(run_executor_bench(n, cells, work_s)))
+    except (ImportError, RuntimeError) as exc:
+        print(f"error: {exc}")
+        raise typer.Exit(1) from None
