@@ -48,7 +48,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     """One local Ray cluster for the module (start and stop cost seconds)."""
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})  # fmt: skip
     yield
     ray.shutdown()

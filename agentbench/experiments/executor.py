@@ -207,7 +207,9 @@ class RayExecutor:
         if self.address is None:
             kwargs.update(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
         try:
-            ray.init(address=self.address, **kwargs)
+            # "local": a new cluster for this run, never one that `ray start` left running
+            # on this machine (ray.init() without an address would join that one).
+            ray.init(address=self.address or "local", **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RuntimeError(f"cannot reach the Ray cluster at {self.address!r}: {exc}") from exc
         return ray
