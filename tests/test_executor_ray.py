@@ -117,7 +117,6 @@ def test_micro_suite_under_ray_matches_local_then_reuses_everything(
 
 
 @pytest.mark.bwrap
-@pytest.mark.slow  # 175 s here beside other work (load 10-20 on 2 cores)
 def test_a_worker_killed_mid_stage_is_retried_to_the_same_results(
     cluster: None, local_run: Path, tmp_path: Path
 ) -> None:
