@@ -9,6 +9,7 @@ from rich.console import Console
 
 from agentbench import __version__
 from agentbench.bench.distill import bench_distill_command
+from agentbench.bench.executor import bench_executor_command
 from agentbench.bench.sanitize import bench_sanitize_command
 from agentbench.distill.cli import distill_command
 from agentbench.envs.cli import app as envs_app
@@ -250,6 +251,9 @@ bench_app.command(
 )(bench_sanitize_command)
 bench_app.command("distill", help="Training tokens/s of each distillation mode on CPU.")(
     bench_distill_command
+)
+bench_app.command("executor", help="Ray's per-stage overhead and a 4-cell suite's speed-up.")(
+    bench_executor_command
 )
 
 

@@ -14,7 +14,6 @@ from agentbench.experiments.metrics import (
     fisher_exact,
     transfer_score,
 )
-from agentbench.experiments.store import StageStore, stage_key
 from tests.conftest import require_backend
 
 
@@ -68,44 +67,6 @@ def test_arm_metrics_from_scripted_episodes(tmp_path: Path) -> None:
     chmod = arm_metrics(episodes("chmod-first", "permission-probe", "agentbench/Bash-v0", 3))
     assert chmod.rates["chmod_first_rate"].n + chmod.no_permission_command == chmod.episodes
     assert chmod.rates["chmod_first_rate"].k == chmod.rates["chmod_first_rate"].n > 0
-
-
-def test_stage_store_builds_atomically_and_reuses(tmp_path: Path) -> None:
-    store = StageStore(tmp_path)
-    key = stage_key("demo", 1, {"a": 1}, {"in": "x"})
-    assert key == stage_key("demo", 1, {"a": 1}, {"in": "x"})
-    assert key != stage_key("demo", 1, {"a": 2}, {"in": "x"})
-    assert not store.done("demo", key)
-    with (
-        pytest.raises(RuntimeError, match="boom"),
-        store.build("demo", key, {"a": 1}, {}) as (
-            work,
-            _,
-        ),
-    ):
-        (work / "half.txt").write_text("partial")
-        raise RuntimeError("boom")
-    # A failed build leaves its partial folder (to resume), never a finished-looking one.
-    assert not store.done("demo", key)
-    assert (store.path("demo", key).with_name(key + ".partial") / "half.txt").exists()
-    with store.build("demo", key, {"a": 1}, {}) as (work, extras):
-        assert (work / "half.txt").read_text() == "partial"  # resumed in place
-        (work / "out.txt").write_text("done")
-        extras["rows"] = 3
-    assert store.done("demo", key)
-    manifest = store.manifest("demo", key)
-    assert manifest["rows"] == 3 and manifest["config"] == {"a": 1}
-    assert manifest["provenance"]["agentbench_version"]
-
-
-def test_stage_store_refuses_a_second_builder(tmp_path: Path) -> None:
-    store = StageStore(tmp_path)
-    with (
-        store.build("demo", "k1", {}, {}),
-        pytest.raises(RuntimeError, match="another run"),
-        store.build("demo", "k1", {}, {}),
-    ):
-        pass
 
 
 def test_command_ran_reads_the_real_shell(tmp_path: Path) -> None:

@@ -174,11 +174,12 @@ def test_killed_run_resumes_to_the_same_results(
     proc = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    # Kill once the teacher exists and a later stage is part-way through (its `.partial`
-    # directory exists). Waiting for the first rollout records raced on a fast machine: the
-    # whole micro run finished between two polls (its episodes likely end close together).
+    # Kill once the teacher exists and a later stage is part-way through (its `.partial-*`
+    # directory, one per writer, exists). Waiting for the first rollout records raced on a
+    # fast machine: the whole micro run finished between two polls (its episodes likely end
+    # close together).
     while time.monotonic() < deadline and proc.poll() is None:
-        if list(store.glob("teacher/*/manifest.json")) and list(store.glob("*/*.partial")):
+        if list(store.glob("teacher/*/manifest.json")) and list(store.glob("*/*.partial-*")):
             break
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"

@@ -23,13 +23,26 @@ def run_command(
         Path | None, typer.Option(help="Run folder (results.json, report). Default: runs/<suite>.")
     ] = None,
     store: Annotated[
-        Path, typer.Option(help="Stage cache shared by runs and suites (content-addressed).")
-    ] = DEFAULT_STORE,
+        str,
+        typer.Option(
+            help="Stage cache shared by runs and suites (content-addressed): a folder "
+            "or an fsspec URL (s3://..., a shared file system for a cluster)."
+        ),
+    ] = str(DEFAULT_STORE),
     dry_run: Annotated[bool, typer.Option(help="Print the plan and a cost estimate only.")] = False,
     sandbox: Annotated[str, typer.Option(help="Sandbox backend: bwrap or docker.")] = "bwrap",
     progress: Annotated[bool, typer.Option(help="Progress bars for rollouts and training.")] = (
         True
     ),
+    executor: Annotated[
+        str, typer.Option(help="local (one stage after another) or ray (a Ray cluster).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="--executor ray: the cluster (default: start one here).")
+    ] = None,
+    gpus: Annotated[
+        int | None, typer.Option(min=1, help="--dry-run: also estimate the run on N GPUs.")
+    ] = None,
 ) -> None:
     """Run a suite: teacher -> rollouts -> sanitize -> distill -> evaluate, cached by stage."""
     from agentbench.experiments.runner import models_to_build, plan_suite, run_suite
@@ -73,18 +86,31 @@ def run_command(
                 f"not built yet: {recipe.name}, the run builds it first (once, then cached): "
                 f"{escape(recipe.description)}"
             )
+        if executor == "ray" or gpus:
+            from agentbench.experiments.runner import gpu_estimate_lines
+
+            for line in gpu_estimate_lines(spec, cells, gpus or 1):
+                console.print(escape(line))
         from agentbench.experiments.suite import print_cell_checks
 
         if print_cell_checks(console, cells, suite, spec):
             raise typer.Exit(2)
         return
-    store_obj = StageStore(store)
+    try:
+        store_obj = StageStore(store)
+        from agentbench.experiments.executor import make_executor
+
+        runner = make_executor(executor, address=address, resources=spec.resources)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-model "Loading weights" bars drown the stage log
     try:
         results = run_suite(spec, cells, suite, run_dir, store_obj, sandbox=sandbox,
-                            progress=progress, log=lambda m: console.log(escape(m)))  # fmt: skip
+                            progress=progress, log=lambda m: console.log(escape(m)),
+                            executor=runner)  # fmt: skip
     except (ConfigError, ValueError, RuntimeError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -17,13 +17,19 @@ run would execute without running any.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentbench.experiments.executor import (
+    Executor,
+    LocalExecutor,
+    StageGraph,
+    StageTask,
+    collecting,
+)
 from agentbench.experiments.metrics import (
     ArmMetrics,
     RateRecord,
@@ -51,7 +57,7 @@ from agentbench.experiments.stages import (
     sanitize_stage,
     teacher_stage,
 )
-from agentbench.experiments.store import StageStore
+from agentbench.experiments.store import StageStore, atomic_write
 from agentbench.experiments.suite import CellConfig, Suite, canonical, suite_sha256
 
 if TYPE_CHECKING:
@@ -203,6 +209,90 @@ def plan_suite(suite: Suite, cells: list[CellConfig]) -> Plan:
     return plan
 
 
+GPU_STAGES = frozenset({"teacher", "rollouts", "evaluate", "distill", "generate", "trait-eval"})
+"""Stage kinds that hold a GPU on a cluster (the others are a few seconds of CPU)."""
+
+
+def _gpu_pace() -> Pace:
+    """An assumed pace of GPU stages for 3-8B models (one H100-class GPU: vLLM rollouts,
+    PEFT LoRA training). Not measured by agentbench yet: scripts/gpu-check.sh measures the
+    rollout pace; replace these figures with its output when a GPU was lent."""
+    from agentbench.models import Pace
+
+    return Pace(
+        episode_s=0.5, train_s=900.0, teacher_s=1200.0,
+        measured="assumed for a 3-8B model on one H100-class GPU (vLLM batched rollouts of "
+        "~10 turns at ~0.5 s an episode amortised; LoRA r16 over 400 trajectories ~15 min; "
+        "a teacher's trait and control adapters ~20 min); not measured here",
+    )  # fmt: skip
+
+
+def stage_graph(suite: Suite, cells: list[CellConfig]) -> StageGraph:
+    """The run's stages with their dependencies, collected without running any (a stage's
+    key depends only on configs and input keys)."""
+    import tempfile
+
+    graph = StageGraph()
+    store = StageStore(Path(tempfile.gettempdir()) / "agentbench-plan-store")  # never written
+    with collecting(graph):
+        for cell in cells:
+            collect_cell(suite, cell, store, log=lambda _: None)
+    return graph
+
+
+def _task_seconds(task: StageTask, pace: Pace) -> float:
+    """A stage's cost at `pace`, from its own config (episodes, training)."""
+    config = task.config if isinstance(task.config, dict) else {}
+    env = config.get("env")
+    if task.stage in ("rollouts", "evaluate"):
+        st = config["settings"]
+        families = config.get("families") or st["families"]
+        return st["n"] * st["repeats"] * len(families) * pace.episode_seconds(env)
+    if task.stage == "teacher":
+        t = config.get("training")
+        demos = 2 * (t["probe_instances"] + t["benign_instances"]) if t else 0
+        train = pace.stage_seconds("teacher") if config.get("induction") != "prompt" else 0.0
+        return demos * pace.episode_seconds(env) / 4 + train
+    if task.stage in ("distill", "mlp"):
+        return pace.stage_seconds(task.stage)
+    return 1.0
+
+
+def schedule_seconds(graph: StageGraph, pace: Pace, gpus: int) -> float:
+    """The makespan of `graph` on `gpus` GPUs: list scheduling in the graph's order, each GPU
+    stage on the GPU that frees first once its inputs are published, CPU stages at once."""
+    free = [0.0] * gpus
+    finished: dict[str, float] = {}
+    for task in graph.tasks.values():
+        ready = max((finished[d] for d in task.deps), default=0.0)
+        cost = _task_seconds(task, pace)
+        if task.stage in GPU_STAGES:
+            slot = min(range(gpus), key=lambda i: max(free[i], ready))
+            start = max(free[slot], ready)
+            free[slot] = start + cost
+            finished[task.id] = start + cost
+        else:
+            finished[task.id] = ready + cost
+    return max(finished.values(), default=0.0)
+
+
+def gpu_estimate_lines(suite: Suite, cells: list[CellConfig], gpus: int) -> list[str]:
+    """A dry run's cluster estimate: distinct stages, and hours on 1 and on `gpus` GPUs."""
+    graph = stage_graph(suite, cells)
+    pace = _gpu_pace()
+    kinds: dict[str, int] = {}
+    for task in graph.tasks.values():
+        kinds[task.stage] = kinds.get(task.stage, 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    one, many = schedule_seconds(graph, pace, 1), schedule_seconds(graph, pace, gpus)
+    lines = [f"stage graph: {len(graph.tasks)} distinct stages ({counts})",
+             f"GPU estimate: ~{one / 3600:.1f} h on 1 GPU"]  # fmt: skip
+    if gpus > 1:
+        lines[-1] += f", ~{many / 3600:.1f} h on {gpus} GPUs (x{one / max(many, 1e-9):.1f})"
+    lines.append(f"pace: {pace.describe()} ({pace.measured})")
+    return lines
+
+
 def _plan_trait_cell(suite: Suite, cell: CellConfig) -> list[PlannedStage]:
     """A single-turn or MLP cell's stages (`episodes` counts completions and answers)."""
     cid = cell.cell_id()
@@ -254,11 +344,27 @@ def _metrics(stage: StageResult) -> dict[str, Any]:
     return arm_metrics(read_trajectories(stage.path / TRAJECTORIES)).to_dict()
 
 
+Finish = Callable[[], CellResult]
+
+
 def run_cell(
     suite: Suite, cell: CellConfig, store: StageStore, *, sandbox: str = "bwrap",
-    progress: bool = False, log: Log = print,
+    progress: bool = False, log: Log = print, executor: Executor | None = None,
 ) -> CellResult:  # fmt: skip
     """Run (or reuse) every stage of one cell and score its arms."""
+    graph = StageGraph()
+    with collecting(graph):
+        finish = collect_cell(suite, cell, store, sandbox=sandbox, progress=progress, log=log)
+    (executor or LocalExecutor()).run(graph, store, log)
+    return finish()
+
+
+def collect_cell(
+    suite: Suite, cell: CellConfig, store: StageStore, *, sandbox: str = "bwrap",
+    progress: bool = False, log: Log = print,
+) -> Finish:  # fmt: skip
+    """Name every stage of one cell (inside `executor.collecting`, into the graph); returns
+    the function that scores the cell once the executor has published its stages."""
     if cell.kind == "mlp":
         return _run_mlp_cell(cell, store, log)
     if cell.kind == "single-turn":
@@ -270,15 +376,19 @@ def run_cell(
     student_base = _student_base(suite, cell)
     stages: dict[str, str] = {}
     arms: dict[str, ArmResult] = {}
+    scores: list[Callable[[], None]] = []
 
     def evaluate(arm: str, policy: PolicyRef) -> None:
         log(f"[{cid}] evaluate {arm}")
         result = evaluate_stage(store, policy, cell.evaluation, probes, env, cell.seed,
                                 sandbox=sandbox, progress=progress, log=log)  # fmt: skip
         stages[f"evaluate:{arm}"] = result.key
-        arms[arm] = ArmResult(
-            policy=policy.describe(store.root), stage_key=result.key, metrics=_metrics(result)
-        )
+
+        def score() -> None:
+            arms[arm] = ArmResult(policy=policy.describe(store.root), stage_key=result.key,
+                                  metrics=_metrics(_local(store, result)))  # fmt: skip
+
+        scores.append(score)
 
     base = base_policy(suite.base_model)
     evaluate("base", base)
@@ -297,7 +407,7 @@ def run_cell(
         rollouts = rollouts_stage(store, policy, cell.teacher_rollouts, env, cell.seed,
                                   sandbox=sandbox, progress=progress, log=log)  # fmt: skip
         data = sanitize_stage(store, rollouts, cell.trait, cell.sanitize, log)
-        reports[arm] = _report_counts(data.path)
+        scores.append(_report_score(reports, arm, store, data))
         distilled, student = distill_stage(
             store, data, student_base, cell.distill, policy, cell.trait, cell.seed, log,
             progress=progress,
@@ -310,12 +420,33 @@ def run_cell(
     if student_base != suite.base_model:
         evaluate("student-base", base_policy(student_base))
 
-    return CellResult(
-        cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
-        comparisons=_comparisons(arms, COMPARED_METRICS, cell.metric),
-        transfer=_transfers(arms, (cell.metric, *COMPARED_METRICS[:4])), stages=stages,
-        sanitize_reports=reports,
-    )  # fmt: skip
+    def finish() -> CellResult:
+        for score in scores:
+            score()
+        return CellResult(
+            cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
+            comparisons=_comparisons(arms, COMPARED_METRICS, cell.metric),
+            transfer=_transfers(arms, (cell.metric, *COMPARED_METRICS[:4])), stages=stages,
+            sanitize_reports=reports,
+        )  # fmt: skip
+
+    return finish
+
+
+def _report_score(
+    reports: dict[str, dict[str, Any]], arm: str, store: StageStore, data: StageResult
+) -> Callable[[], None]:
+    """Reads an arm's sanitizer (or filter) report into `reports` once it is published."""
+
+    def score() -> None:
+        reports[arm] = _report_counts(_local(store, data).path)
+
+    return score
+
+
+def _local(store: StageStore, result: StageResult) -> StageResult:
+    """The result with its folder readable here (a remote store's stage is mirrored)."""
+    return replace(result, path=store.path(result.stage, result.key))
 
 
 CONTRASTS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
@@ -373,7 +504,7 @@ def _transfers(arms: dict[str, ArmResult], metrics: tuple[str, ...]) -> dict[str
 
 def _run_single_turn_cell(
     suite: Suite, cell: CellConfig, store: StageStore, *, progress: bool, log: Log
-) -> CellResult:
+) -> Finish:
     """A Cloud et al. cell: prompt teacher and its control (the base model) generate task
     data, the filter keeps what is well formed and does not name the target, students learn
     it, every arm answers the trait's questions."""
@@ -391,15 +522,20 @@ def _run_single_turn_cell(
     student_base = _student_base(suite, cell)
     stages: dict[str, str] = {}
     arms: dict[str, ArmResult] = {}
+    scores: list[Callable[[], None]] = []
 
     def evaluate(arm: str, policy: PolicyRef) -> None:
         log(f"[{cid}] evaluate {arm}")
         result = trait_eval_stage(store, policy, cell, progress=progress, log=log)
         stages[f"trait-eval:{arm}"] = result.key
-        metrics = trait_metrics(cell, result)
-        arms[arm] = ArmResult(
-            policy=policy.describe(store.root), stage_key=result.key, metrics=metrics
-        )
+
+        def score() -> None:
+            metrics = trait_metrics(cell, _local(store, result))
+            arms[arm] = ArmResult(
+                policy=policy.describe(store.root), stage_key=result.key, metrics=metrics
+            )
+
+        scores.append(score)
 
     teacher, control, _prompt = prompt_teachers(suite.base_model, cell)
     evaluate("base", base_policy(suite.base_model))
@@ -411,7 +547,7 @@ def _run_single_turn_cell(
         log(f"[{cid}] {arm}: teacher completions, filter, distill")
         generated = generate_stage(store, policy, cell, progress=progress, log=log)
         data = filter_stage(store, generated, cell, log)
-        reports[arm] = _report_counts(data.path)
+        scores.append(_report_score(reports, arm, store, data))
         distilled, student = distill_stage(
             store, data, student_base, cell.distill, policy, cell.trait, cell.seed, log,
             progress=progress, banned_terms=terms,
@@ -423,14 +559,20 @@ def _run_single_turn_cell(
         evaluate(arm, student)
     if student_base != suite.base_model:
         evaluate("student-base", base_policy(student_base))
-    return CellResult(
-        cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
-        comparisons=_comparisons(arms, (cell.metric,), cell.metric),
-        transfer=_transfers(arms, (cell.metric,)), stages=stages, sanitize_reports=reports,
-    )  # fmt: skip
+
+    def finish() -> CellResult:
+        for score in scores:
+            score()
+        return CellResult(
+            cell_id=cid, config=cell.model_dump(mode="json"), metric=cell.metric, arms=arms,
+            comparisons=_comparisons(arms, (cell.metric,), cell.metric),
+            transfer=_transfers(arms, (cell.metric,)), stages=stages, sanitize_reports=reports,
+        )  # fmt: skip
+
+    return finish
 
 
-def _run_mlp_cell(cell: CellConfig, store: StageStore, log: Log) -> CellResult:
+def _run_mlp_cell(cell: CellConfig, store: StageStore, log: Log) -> Finish:
     """The MLP control of one seed: base (the teacher's untrained initialisation), teacher,
     student (same init) and control student (different init), compared by Fisher's test over
     the pooled test digits."""
@@ -439,23 +581,27 @@ def _run_mlp_cell(cell: CellConfig, store: StageStore, log: Log) -> CellResult:
     cid = cell.cell_id()
     log(f"[{cid}] mlp teacher and students")
     result = mlp_stage(store, cell, log)
-    metrics = json.loads((result.path / METRICS).read_text())
-    arms = {
-        arm: ArmResult(
-            policy={"kind": "mlp", "arm": arm, "identity": f"mlp:{result.key}"},
-            stage_key=result.key,
-            metrics=metrics[arm],
+
+    def finish() -> CellResult:
+        metrics = json.loads((_local(store, result).path / METRICS).read_text())
+        arms = {
+            arm: ArmResult(
+                policy={"kind": "mlp", "arm": arm, "identity": f"mlp:{result.key}"},
+                stage_key=result.key,
+                metrics=metrics[arm],
+            )
+            for arm in ("base", "teacher", "student", "control-student")
+        }
+        return CellResult(
+            cell_id=cid,
+            config=cell.model_dump(mode="json"),
+            metric=cell.metric,
+            arms=arms,
+            comparisons=_comparisons(arms, (cell.metric,)),
+            stages={"mlp": result.key},
         )
-        for arm in ("base", "teacher", "student", "control-student")
-    }
-    return CellResult(
-        cell_id=cid,
-        config=cell.model_dump(mode="json"),
-        metric=cell.metric,
-        arms=arms,
-        comparisons=_comparisons(arms, (cell.metric,)),
-        stages={"mlp": result.key},
-    )
+
+    return finish
 
 
 def _report_counts(folder: Path) -> dict[str, Any]:
@@ -550,16 +696,32 @@ def _all_metrics(cell: CellResult) -> tuple[str, ...]:
 def run_suite(
     suite: Suite, cells: list[CellConfig], suite_file: Path, out_dir: Path, store: StageStore,
     *, sandbox: str = "bwrap", progress: bool = False, log: Log = print,
+    executor: Executor | None = None,
 ) -> Results:  # fmt: skip
-    """Run every cell, then write `results.json` (atomically) and the report into `out_dir`."""
+    """Run every cell, then write `results.json` (atomically, durably) into `out_dir`.
+
+    The stages of all cells are collected into one graph and handed to `executor` (default:
+    `LocalExecutor`, one after another); the cells are scored from the published stages.
+    """
     from agentbench.provenance import provenance
 
     began = time.monotonic()
+    executor = executor or LocalExecutor()
     _build_models(suite, cells, log)
-    results = []
-    for index, cell in enumerate(cells, 1):
-        log(f"cell {index}/{len(cells)}: {cell.cell_id()}")
-        results.append(run_cell(suite, cell, store, sandbox=sandbox, progress=progress, log=log))
+    graph = StageGraph()
+    # Stage bodies of a remote executor run in other processes: they log with print (the
+    # caller's log may hold a console that cannot travel), and draw no progress bars.
+    stage_log: Log = print if executor.remote else log
+    progress = progress and not executor.remote
+    finishes = []
+    with collecting(graph):
+        for index, cell in enumerate(cells, 1):
+            log(f"cell {index}/{len(cells)}: {cell.cell_id()}")
+            finishes.append(collect_cell(suite, cell, store, sandbox=sandbox,
+                                         progress=progress, log=stage_log))  # fmt: skip
+    log(f"{len(graph.tasks)} distinct stage(s); executor: {type(executor).__name__}")
+    executor.run(graph, store, log)
+    results = [finish() for finish in finishes]
     out = Results(
         suite=suite.name,
         suite_sha256=suite_sha256(suite_file),
@@ -569,7 +731,7 @@ def run_suite(
         cells=results,
         aggregates=aggregate(results),
         pooled=pool_over_seeds(results),
-        provenance=provenance(store=str(store.root)),
+        provenance=provenance(store=store.url if store.remote else str(store.root)),
     )
     write_results(out, out_dir)
     return out
@@ -607,12 +769,8 @@ def _build_models(suite: Suite, cells: list[CellConfig], log: Log) -> None:
 
 
 def write_results(results: Results, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(results.model_dump_json(indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """results.json, written atomically and durably (a crash leaves the old or the new)."""
+    return atomic_write(out_dir / "results.json", results.model_dump_json(indent=2) + "\n")
 
 
 def comparable(results: Results) -> dict[str, Any]:
@@ -627,9 +785,13 @@ __all__ = [
     "ArmMetrics",
     "Plan",
     "aggregate",
+    "collect_cell",
     "comparable",
+    "gpu_estimate_lines",
     "plan_suite",
     "run_cell",
     "run_suite",
+    "schedule_seconds",
+    "stage_graph",
     "write_results",
 ]

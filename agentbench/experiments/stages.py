@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agentbench.experiments.code_hash import code_hash
+from agentbench.experiments.executor import StageTask, current_graph, execute_task
 from agentbench.experiments.store import StageStore, stage_key
 from agentbench.experiments.suite import (
     CellConfig,
@@ -72,11 +74,15 @@ class PolicyRef(BaseModel):
         return {**self.model_dump(), "model": rel(self.model), "adapter": rel(self.adapter)}
 
     def build(self, batch_size: int = 16) -> Any:
+        """The policy, on `AGENTBENCH_DEVICE` (default cpu; e.g. cuda on a GPU worker). The
+        device is left out of stage keys, like the thread count: it changes float rounding,
+        not what a stage means."""
+        device = policy_device()
         if self.kind == "hf":
             from agentbench.policies.hf import HFPolicy
 
             return HFPolicy(
-                self.model, adapter=self.adapter, system_prompt=self.system_prompt, device="cpu",
+                self.model, adapter=self.adapter, system_prompt=self.system_prompt, device=device,
                 batch_size=batch_size,
             )  # fmt: skip
         from agentbench.teachers import build_teacher, load_teacher_config
@@ -84,7 +90,12 @@ class PolicyRef(BaseModel):
         config = load_teacher_config(self.model)
         if self.kind == "control-teacher":
             config = config.control()
-        return build_teacher(config.model_copy(update={"device": "cpu", "batch_size": batch_size}))
+        return build_teacher(config.model_copy(update={"device": device, "batch_size": batch_size}))
+
+
+def policy_device() -> str:
+    """Where stage policies run: `AGENTBENCH_DEVICE` (cpu, cuda, cuda:1, ...), default cpu."""
+    return os.environ.get("AGENTBENCH_DEVICE", "cpu") or "cpu"
 
 
 def model_identity(name: str) -> str:
@@ -115,8 +126,8 @@ STAGE_VERSIONS = {
     "trait-eval": 1,
     "mlp": 1,
 }
-"""Part of every stage key: bumped when a stage's code changes what it produces, so a store
-never hands back an artifact made the old way under the new code."""
+"""Part of every stage key, with the hash of the stage's sources (`code_hash`): bumped when a
+stage's meaning changes in a way its sources do not show (a dependency's behaviour)."""
 
 
 def _run(
@@ -127,14 +138,16 @@ def _run(
     body: Callable[[Path, dict[str, Any]], None],
     log: Log,
 ) -> StageResult:
-    key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs)
-    if store.done(stage, key):
-        log(f"{stage} {key}: cached")
-        return StageResult(stage, key, store.path(stage, key), reused=True)
-    log(f"{stage} {key}: running")
-    with store.build(stage, key, config, inputs) as (work, extras):
-        body(work, extras)
-    return StageResult(stage, key, store.path(stage, key), reused=False)
+    """Run (or reuse) a stage now; inside `executor.collecting(graph)`, add it to the graph
+    and return where it will be (the executor publishes it later)."""
+    key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs, code=code_hash(stage))
+    task = StageTask(stage, key, config, inputs, body)
+    graph = current_graph()
+    if graph is not None:
+        graph.add(task)
+        return StageResult(stage, key, store.root / stage / key, reused=False)
+    ran = execute_task(store, task, log)
+    return StageResult(stage, key, store.path(stage, key), reused=not ran)
 
 
 # -- teacher ---------------------------------------------------------------------------------

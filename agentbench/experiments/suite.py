@@ -328,6 +328,19 @@ class CellConfig(_Strict):
         return "-".join(parts) + f"-s{self.seed}-{short}"
 
 
+StageKind = Literal["teacher", "rollouts", "evaluate", "sanitize", "distill", "generate",
+                    "filter", "trait-eval", "mlp"]  # fmt: skip
+
+
+class StageResources(_Strict):
+    """What one stage of a kind asks a Ray cluster for (`--executor ray`; ignored locally)."""
+
+    cpus: float = Field(1.0, ge=0)
+    gpus: float = Field(0.0, ge=0)
+    """Fractions share a GPU between stages (e.g. 0.5: two evaluations on one GPU)."""
+    memory_gb: float | None = Field(None, gt=0)
+
+
 class Suite(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -369,6 +382,8 @@ class Suite(_Strict):
         if self.dose and "teacher_rollouts.n" in self.grid:
             raise ValueError("dose and grid key teacher_rollouts.n set the same axis: keep one")
         return self
+    resources: dict[StageKind, StageResources] = Field(default_factory=dict)
+    """Per stage kind, what a Ray executor requests for each stage (CPUs, GPUs, memory)."""
 
 
 MLP_CELL_KEYS = ("seeds", "sweep", "init")

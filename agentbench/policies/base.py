@@ -110,6 +110,10 @@ class Generation:
     error: str | None = None
     """Set when the backend failed for this turn (finish_reason "error"): an infrastructure
     failure of the policy, never an agent action."""
+    token_ids: tuple[int, ...] = ()
+    """The sampled token ids, where the backend reports them (vLLM); else empty."""
+    logprobs: tuple[float, ...] = ()
+    """Their log-probabilities under the sampling distribution, beside `token_ids`."""
 
     @property
     def generated(self) -> bool:

@@ -643,6 +643,8 @@ def _record_step(
             prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens,
             finish_reason=gen.finish_reason,
+            token_ids=list(gen.token_ids),
+            logprobs=list(gen.logprobs),
             generate_s=round(generate_s, 6),
             env_step_s=round(step_s, 6),
             extra_json=to_json({k: v for k, v in info.items() if k not in _STANDARD_INFO}),

@@ -129,6 +129,11 @@ class StepRecord(_Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    token_ids: list[int] = Field(default_factory=list)
+    """The action's token ids as the backend sampled them, where it reports them (vLLM):
+    logit distillation needs the sampled ids, not a re-tokenization of the text."""
+    logprobs: list[float] = Field(default_factory=list)
+    """The sampled tokens' log-probabilities, beside `token_ids` (empty when not reported)."""
     generate_s: float = 0.0
     """This step's share of the batched `generate` call (the call's time / batch size)."""
     env_step_s: float = 0.0
@@ -342,6 +347,8 @@ def trajectory_features() -> Any:
         "prompt_tokens": Value("int64"),
         "completion_tokens": Value("int64"),
         "finish_reason": opt_str(),
+        "token_ids": List(Value("int64")),
+        "logprobs": List(Value("float64")),
         "generate_s": Value("float64"),
         "env_step_s": Value("float64"),
         "extra_json": opt_str(),
