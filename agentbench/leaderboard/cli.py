@@ -1,0 +1,7 @@
+"""`agentbench leaderboard serve | add-user | export-site`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
