@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from agentbench.leaderboard.service import Leaderboard
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 DEFAULT_DB = "sqlite:///leaderboard/leaderboard.db"
 DEFAULT_DATA = Path("leaderboard")
 

@@ -179,7 +179,7 @@ class Leaderboard:
                     .values(status="verifying", attempts=Submission.attempts + 1,
                             updated_at=now())
                 )  # fmt: skip
-                if done.rowcount == 1:  # type: ignore[attr-defined]
+                if done.rowcount == 1:
                     return int(sub_id)
         return None
 
