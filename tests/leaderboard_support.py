@@ -101,3 +101,68 @@ def edit_episode(files: Files, change: Callable[[dict], None], *, index: int = 0
     lines[index] = json.dumps(record, separators=(",", ":"))
     files[name] = ("\n".join(lines) + "\n").encode()
     return str(record["episode_id"])
+
+
+# -- PostgreSQL: a throwaway cluster per test process ------------------------------------------
+
+
+@functools.cache
+def _postgres_server() -> str:
+    """A base URL (no database) of a PostgreSQL server: $AGENTBENCH_TEST_POSTGRES_URL, or a
+    cluster this process starts from Debian's packages in a temporary folder (unix socket
+    only, trust auth) and stops at exit. Skips when PostgreSQL is not installed, unless
+    $AGENTBENCH_REQUIRE_BACKENDS names `postgres`."""
+    import glob
+    import os
+    import socket
+    import subprocess
+
+    given = os.environ.get("AGENTBENCH_TEST_POSTGRES_URL")
+    if given:
+        return given.rstrip("/")
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        import pytest
+
+        if "postgres" in os.environ.get("AGENTBENCH_REQUIRE_BACKENDS", ""):
+            pytest.fail("postgres is required here but /usr/lib/postgresql is not installed")
+        pytest.skip("postgres: not installed (apt-get install postgresql)")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="agentbench-pg-"))
+    root.chmod(0o755)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres account
+        shutil.chown(root, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                    "postgres", "--no-sync"], check=True, capture_output=True)  # fmt: skip
+    opts = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off"
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l",
+                    str(root / "log"), "start"], check=True, capture_output=True)  # fmt: skip
+
+    def stop() -> None:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(stop)
+    return f"postgresql+psycopg://postgres@/?host={root}&port={port}"
+
+
+def postgres_database() -> str:
+    """The URL of a new, empty database on the test server."""
+    import uuid
+
+    import psycopg
+
+    base = _postgres_server()
+    name = f"lb_{uuid.uuid4().hex[:12]}"
+    url, _, query = base.partition("?")
+    dsn = url.replace("postgresql+psycopg://", "postgresql://").rstrip("/") + "/postgres"
+    with psycopg.connect(dsn + ("?" + query if query else ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{url.rstrip('/')}/{name}" + ("?" + query if query else "")
