@@ -31,6 +31,8 @@ def _cli(*args: str, input_env: dict[str, str] | None = None) -> subprocess.Comp
 
 def test_submit_then_sort_filter_open_detail_and_episode_in_chromium(tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
+        if "chromium" in os.environ.get("AGENTBENCH_REQUIRE_BACKENDS", ""):
+            pytest.fail(f"chromium is required here but {CHROMIUM} is missing")
         pytest.skip("chromium: not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     bundle = tmp_path / "micro.tar.gz"
