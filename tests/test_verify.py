@@ -176,3 +176,49 @@ def test_replay_in_docker_gives_the_same_verdict() -> None:
     report = verify_bundle(micro_bundle(), replay_fraction=0.25, backend="docker")
     assert report.ok, report.errors
     assert report.replayed == 6
+
+
+def test_episodes_moved_dropped_or_from_newer_schemas_are_refused() -> None:
+    def drop(files: Files) -> None:
+        # A cheater drops one unwelcome episode of an arm and fixes the counts.
+        name = sorted(n for n in files if n.startswith("episodes/"))[0]
+        files[name] = b"\n".join(files[name].splitlines()[1:]) + b"\n"
+        config = json.loads(files["config.json"])
+        for stage in config["stages"]:
+            if stage["path"] == name:
+                stage["episodes"] -= 1
+        files["config.json"] = json.dumps(config).encode()
+
+    errors = _errors(edit_bundle(micro_bundle(), drop), replay_fraction=0.0)
+    assert any("differ from the base arm's" in e for e in errors), errors
+
+    def move(files: Files) -> None:
+        edit_episode(files, lambda r: r["policy"].update(tag="hf:someone-else"))
+
+    errors = _errors(edit_bundle(micro_bundle(), move), replay_fraction=0.0)
+    assert any("episodes of policy 'hf:someone-else'" in e for e in errors), errors
+
+    def newer(files: Files) -> None:
+        results = json.loads(files["results.json"])
+        results["schema_version"] = 99
+        files["results.json"] = json.dumps(results).encode()
+        config = json.loads(files["config.json"])
+        config["agentbench_version"] = "9.0.0"
+        files["config.json"] = json.dumps(config).encode()
+
+    report = verify_bundle(edit_bundle(micro_bundle(), newer), replay_fraction=0.0)
+    assert any("schema_version 99; this verifier reads 1" in e for e in report.errors)
+    assert any("produced by agentbench 9.0.0" in w for w in report.warnings)
+    assert "unknown track 'nope'" in _errors(micro_bundle(), replay_fraction=0.0, track="nope")[0]
+
+
+def test_verify_json_output_and_a_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "b.tar.gz"
+    path.write_bytes(micro_bundle())
+    result = CliRunner().invoke(app, ["verify", str(path), "--json", "--replay-fraction", "0"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["ok"] and out["episodes"] == 24 and out["replayed"] == 0
+    path.write_bytes(micro_bundle()[:5000])
+    result = CliRunner().invoke(app, ["verify", str(path)])
+    assert result.exit_code == 1 and "truncated or corrupt" in result.output

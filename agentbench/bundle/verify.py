@@ -241,11 +241,31 @@ def _check_consistency(
     if [c.config for c in results.cells] != config.cells:
         report.errors.append(f"{CONFIG}: cells differ from the cells of {RESULTS}")
     for cell in results.cells:
+        played: dict[str, set[str]] = {}
         for arm, result in cell.arms.items():
             if result.stage_key not in episodes:
                 report.errors.append(
                     f"cell {cell.cell_id}, arm {arm}: its episodes (stage {result.stage_key}) "
                     "are not in the bundle"
+                )
+                continue
+            trajs = episodes[result.stage_key]
+            # The rollout engine tags episodes with the policy's identity ('/' -> '_').
+            tag = str(result.policy.get("identity", "")).replace("/", "_")
+            strays = sorted({t.policy.tag for t in trajs} - {tag})
+            if strays:
+                report.errors.append(
+                    f"cell {cell.cell_id}, arm {arm}: episodes of policy {strays[0]!r} in the "
+                    f"stage of {tag!r}: episodes were moved between arms"
+                )
+            played[arm] = {f"{t.instance_id}|r{t.repeat}" for t in trajs}
+        # Every arm plays the same held-out instances: none dropped or added for one arm.
+        reference = played.get("base") or next(iter(played.values()), set())
+        for arm, instances in played.items():
+            if instances != reference:
+                report.errors.append(
+                    f"cell {cell.cell_id}, arm {arm}: played {len(instances)} instances that "
+                    f"differ from the base arm's {len(reference)} (every arm plays the same)"
                 )
     for key, trajs in episodes.items():
         for traj in trajs:
