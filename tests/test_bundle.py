@@ -19,6 +19,9 @@ from agentbench.bundle.schema import BundleConfig, Manifest
 from agentbench.cli import app
 from tests.leaderboard_support import micro_bundle, require_micro_run
 
+# The first test that needs the micro run builds it: ~35 s on 2 idle cores, minutes if loaded.
+pytestmark = pytest.mark.timeout(900)
+
 
 def _tar(members: list[tarfile.TarInfo], payloads: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()

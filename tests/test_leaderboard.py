@@ -30,6 +30,8 @@ from agentbench.leaderboard.service import Leaderboard, ServiceConfig
 from tests.leaderboard_support import Files, edit_bundle, micro_bundle, postgres_database
 
 REPO = Path(__file__).resolve().parents[1]
+# The first test that needs the micro run builds it: ~35 s on 2 idle cores, minutes if loaded.
+pytestmark = pytest.mark.timeout(900)
 EVIL = "<script>alert('x')</script>\"'; DROP TABLE users; --"
 
 

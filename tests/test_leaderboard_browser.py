@@ -20,7 +20,8 @@ from tests.test_leaderboard import REPO, _free_port, _serve, _wait_up
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "tests" / "artifacts" / "leaderboard"
 
-pytestmark = pytest.mark.bwrap
+# The first test that needs the micro run builds it: ~35 s on 2 idle cores, minutes if loaded.
+pytestmark = [pytest.mark.bwrap, pytest.mark.timeout(900)]
 
 
 def _cli(*args: str, input_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,8 @@ from agentbench.cli import app
 from tests.conftest import require_backend
 from tests.leaderboard_support import Files, edit_bundle, edit_episode, micro_bundle
 
-pytestmark = pytest.mark.bwrap
+# The first test that needs the micro run builds it: ~35 s on 2 idle cores, minutes if loaded.
+pytestmark = [pytest.mark.bwrap, pytest.mark.timeout(900)]
 
 
 def _errors(data: bytes, **kwargs: Any) -> list[str]:

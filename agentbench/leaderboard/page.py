@@ -63,7 +63,7 @@ _ENV.filters["num"] = num
 def rates_svg(cell: dict[str, Any], metric: str) -> str:
     """A bar chart of every arm's rate on `metric` with its Wilson interval (inline SVG)."""
     arms = [a for a in ARM_ORDER if a in cell.get("arms", {})]
-    width, height, left, bar = 60 * len(arms) + 50, 180, 40, 34
+    width, height, left, bar = 84 * len(arms) + 50, 180, 40, 34
     parts = [
         f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height + 40}" role="img" aria-label="{html.escape(metric)} by arm">',
@@ -73,7 +73,7 @@ def rates_svg(cell: dict[str, Any], metric: str) -> str:
     ]
     for i, arm in enumerate(arms):
         rate = cell["arms"][arm]["metrics"]["rates"].get(metric) or {}
-        x = left + 10 + 60 * i
+        x = left + 10 + 84 * i
         value = rate.get("value")
         if value is not None:
             top = height - value * (height - 10)
