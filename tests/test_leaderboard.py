@@ -299,3 +299,16 @@ def test_work_interrupted_too_often_is_marked_failed(tmp_path: Path) -> None:
     assert lb.work_once()
     assert lb.status(2)["status"] == "failed"
     assert "stored bundle unreadable" in lb.status(2)["errors"][0]
+
+
+@pytest.mark.bwrap
+def test_a_verifier_without_its_sandbox_fails_the_work_rather_than_rejecting(
+    tmp_path: Path,
+) -> None:
+    lb = Leaderboard(ServiceConfig(db_url=f"sqlite:///{tmp_path}/lb.db", data_dir=tmp_path,
+                                   backend="no-such-backend"))  # fmt: skip
+    user = lb.authenticate(lb.add_user("alice"))
+    status, _ = lb.upload(user, micro_bundle())
+    assert lb.work_once()
+    done = lb.status(status["id"])
+    assert done["status"] == "failed" and "sandbox could not start" in done["errors"][0]

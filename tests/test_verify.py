@@ -223,3 +223,9 @@ def test_verify_json_output_and_a_truncated_file(tmp_path: Path) -> None:
     path.write_bytes(micro_bundle()[:5000])
     result = CliRunner().invoke(app, ["verify", str(path)])
     assert result.exit_code == 1 and "truncated or corrupt" in result.output
+
+
+def test_a_sandbox_that_will_not_start_is_an_infrastructure_failure() -> None:
+    report = verify_bundle(micro_bundle(), replay_fraction=0.1, backend="no-such-backend")
+    assert not report.ok and report.replayed == 0
+    assert report.infrastructure and "unknown sandbox backend" in report.errors[0]

@@ -113,14 +113,24 @@ class Replayer:
                 self._sandbox.close()
             self._sandbox = None
 
-    def _env(self, env_id: str, max_steps: int) -> Any:
-        import agentbench.envs as envs
+    def start(self) -> None:
+        """Start the sandbox (once). Raises ValueError for an unknown backend and the
+        sandbox's SandboxStartError when it cannot start."""
         from agentbench.sandbox import make_sandbox
 
         if self._sandbox is None:
             sandbox = make_sandbox(self.backend)
-            sandbox.start()
+            try:
+                sandbox.start()
+            except BaseException:
+                sandbox.close()
+                raise
             self._sandbox = sandbox
+
+    def _env(self, env_id: str, max_steps: int) -> Any:
+        import agentbench.envs as envs
+
+        self.start()
         key = (env_id, max_steps)
         if key not in self._envs:
             self._envs[key] = envs.make(env_id, sandbox=self._sandbox, max_steps=max_steps)

@@ -54,7 +54,6 @@ TRACKS: dict[str, Track] = {
             "published specs, >= 20 episodes per arm, <= 12 steps",
             min_episodes=20,
             max_steps=12,
-            extra_terms=("rm -rf",),
         ),
         Track(
             name="paper-lite-v1",

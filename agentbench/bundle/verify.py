@@ -55,6 +55,9 @@ class VerifyReport:
     ok: bool = False
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    infrastructure: list[str] = field(default_factory=list)
+    """Failures of the verifier's own machinery (a sandbox that would not start): the bundle
+    is not accepted, but neither is it at fault (the server marks it failed, not rejected)."""
     episodes: int = 0
     replayed: int = 0
     replay_s: float = 0.0
@@ -442,11 +445,20 @@ def _replay(
 
     began = time.monotonic()
     with Replayer(backend) as replayer:
+        try:
+            replayer.start()
+        except (SandboxStartError, SandboxError, ValueError) as exc:
+            message = f"replay: the {backend} sandbox could not start: {exc}"
+            report.errors.append(message)
+            report.infrastructure.append(message)
+            return
         for traj in chosen:
             try:
                 mismatches = replayer.replay(traj)
             except (SandboxStartError, SandboxError) as exc:
-                report.errors.append(f"replay: the {backend} sandbox failed: {exc}")
+                message = f"replay: the {backend} sandbox failed: {exc}"
+                report.errors.append(message)
+                report.infrastructure.append(message)
                 break
             except (KeyError, ValueError, TypeError) as exc:
                 report.errors.append(f"replay: episode {traj.episode_id}: {exc}")

@@ -200,7 +200,7 @@ class Leaderboard:
             data, replay_fraction=self.config.replay_fraction, backend=self.config.backend,
             limits=self.config.limits,
         )  # fmt: skip
-        status = "accepted" if report.ok else "rejected"
+        status = "accepted" if report.ok else "failed" if report.infrastructure else "rejected"
         self._finish(sub_id, status, report.errors, report.warnings, report)
 
     def _finish(
