@@ -312,3 +312,29 @@ def test_a_verifier_without_its_sandbox_fails_the_work_rather_than_rejecting(
     assert lb.work_once()
     done = lb.status(status["id"])
     assert done["status"] == "failed" and "sandbox could not start" in done["errors"][0]
+
+
+def test_cli_errors_are_clear_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from agentbench.cli import app
+
+    monkeypatch.delenv("AGENTBENCH_TOKEN", raising=False)
+    bundle = tmp_path / "b.tar.gz"
+    bundle.write_bytes(b"whatever")
+    runner = CliRunner()
+    result = runner.invoke(app, ["submit", str(bundle)])
+    assert result.exit_code == 1 and "no token" in result.output
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    result = runner.invoke(app, ["submit", str(bundle), "--server", url, "--token", "t"])
+    assert result.exit_code == 1 and f"cannot reach {url}" in result.output
+    result = runner.invoke(app, ["submit", str(tmp_path / "none"), "--token", "t"])
+    assert result.exit_code == 1 and "cannot read" in result.output
+    result = runner.invoke(app, ["leaderboard", "add-user", "x", "--db", "nope://x",
+                                 "--data", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 1 and "database nope://x" in result.output
+    db = f"sqlite:///{tmp_path}/lb.db"
+    args = ["leaderboard", "add-user", "x", "--db", db, "--data", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "user 'x' exists" in again.output
