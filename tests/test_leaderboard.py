@@ -94,6 +94,7 @@ def test_upload_is_verified_by_the_worker_and_shown_once(service: Leaderboard) -
         assert row["treated"]["n"] == row["control"]["n"] == 3
         assert row["submitter"] == "alice" and row["verified"] and row["mde"] > 0
         assert row["seeds"] == [0] and row["p_value"] is not None
+        assert row["cost_usd"] is None and row["compute_hours"] is not None
     # Equal differences within one trait and track cannot be separated: one shared rank.
     assert {r["rank"] for r in rows} == {1}
     assert _count(service, Submission) == 1 and _count(service, Entry) == 2

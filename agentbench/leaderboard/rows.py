@@ -90,6 +90,7 @@ def bundle_rows(
             "mde": mde(c["value"], t["n"], c["n"]),
             "seeds": sorted({int(cell["config"].get("seed", 0)) for cell in cells}),
             "compute_hours": (metadata.get("compute") or {}).get("hours"),
+            "cost_usd": (metadata.get("compute") or {}).get("cost_usd"),
             "submitter": metadata["submitter"],
         })  # fmt: skip
     return rows
