@@ -11,10 +11,17 @@ from agentbench import __version__
 from agentbench.bench.distill import bench_distill_command
 from agentbench.bench.executor import bench_executor_command
 from agentbench.bench.sanitize import bench_sanitize_command
+from agentbench.bundle.cli import (
+    bench_replay_command,
+    bundle_command,
+    submit_command,
+    verify_command,
+)
 from agentbench.distill.cli import distill_command
 from agentbench.envs.cli import app as envs_app
 from agentbench.experiments.cli import run_command
 from agentbench.experiments.report import report_command
+from agentbench.leaderboard.cli import app as leaderboard_app
 from agentbench.models.cli import app as models_app
 from agentbench.models.tiny_agent_cli import eval_command as models_eval_command
 from agentbench.rollouts.cli import app as rollouts_app
@@ -255,6 +262,14 @@ bench_app.command("distill", help="Training tokens/s of each distillation mode o
 bench_app.command("executor", help="Ray's per-stage overhead and a 4-cell suite's speed-up.")(
     bench_executor_command
 )
+bench_app.command("replay", help="Replay throughput (episodes/s) of each sandbox backend.")(
+    bench_replay_command
+)
+# Leaderboard: result bundles, their verification, submission and the server.
+app.command("bundle", help="Write a run's result bundle (or `bundle schema`).")(bundle_command)
+app.command("verify", help="Verify a bundle: recompute, replay, track rules.")(verify_command)
+app.command("submit", help="Upload a bundle to a leaderboard server.")(submit_command)
+app.add_typer(leaderboard_app, name="leaderboard", help="The leaderboard server and its page.")
 
 
 def _quiet_libraries() -> None:

