@@ -122,7 +122,7 @@ def run_check(config: TinyAgentConfig, workdir: Path, *, progress: bool = False)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(workdir / "a")
-        print("episodes first differ at " + (first_difference(*episodes, tokenizer) or "?"))
+        print("episodes first differ at " + (first_difference(episodes[0], episodes[1], tokenizer) or "?"))
     print(f"NOT reproducible: {', '.join(differ)} differ")
     return 1
 
