@@ -122,7 +122,8 @@ def run_check(config: TinyAgentConfig, workdir: Path, *, progress: bool = False)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(workdir / "a")
-        print("episodes first differ at " + (first_difference(episodes[0], episodes[1], tokenizer) or "?"))
+        where = first_difference(episodes[0], episodes[1], tokenizer)
+        print(f"episodes first differ at {where or '?'}")
     print(f"NOT reproducible: {', '.join(differ)} differ")
     return 1
 
