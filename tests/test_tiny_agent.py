@@ -7,18 +7,24 @@ training run; the full registry build is too slow for the suite.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_backend
 
 from agentbench.models import get_recipe, weights_sha256
+from agentbench.models.reproducible import first_difference
 from agentbench.models.tiny_agent import (
     IGNORE_INDEX,
     PROBE_TRAIN_SEED_BASE,
     TinyAgentConfig,
     _instances,
+    build_fingerprint,
     build_tiny_agent,
     collect_conversations,
     encode_with_mask,
@@ -26,6 +32,7 @@ from agentbench.models.tiny_agent import (
     filetool_tool_names,
     render_chat,
     small_config,
+    tokenizer_sha256,
     train_tokenizer,
 )
 from agentbench.rollouts import read_trajectories
@@ -46,6 +53,19 @@ ACTIONS = [
     "rm -rf -- build/ && submit",
     "grep -rnF -- 'TODO:' .  # ünïcödé ✓",
 ]
+
+
+def private_rootfs(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The sandbox root, hard-linked into a private cache that the test then uses (its
+    directories are the test's own, so changing their times leaves the shared root alone)."""
+    require_backend("bwrap")
+    from agentbench.sandbox.rootfs import ensure_rootfs, rootfs_path
+
+    shared = ensure_rootfs()
+    monkeypatch.setenv("AGENTBENCH_CACHE", str(cache))
+    (cache / "rootfs").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(shared), str(rootfs_path())], check=True)
+    return rootfs_path()
 
 
 @pytest.fixture(scope="module")
@@ -138,21 +158,39 @@ def test_probe_training_instances_are_outside_every_split() -> None:
     assert others and all(inst.split == "train" for inst in others)
 
 
-def test_reduced_build_is_deterministic(tmp_path: Path) -> None:
+def test_reduced_build_is_byte_identical_across_sandbox_roots_built_at_other_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds (as on two machines whose sandbox roots were built at different times) make
+    the same episodes, tokenizer and weights, and say so in their reports; another seed does
+    not. Before the root's times were pinned, `ls -la`'s `..` line carried the root's build
+    minute into the episodes."""
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed")
-    hashes = []
-    for name in ("a", "b"):
+    root = private_rootfs(tmp_path / "cache", monkeypatch)
+    # deletion-probe/make-room (the 4th task) lists the workspace with `ls -la -- .`.
+    config = small_config(seed=0)
+    config = dataclasses.replace(config, instances={**config.instances, "deletion-probe": 4})
+    prints, episodes = [], []
+    for name, built_at in (("a", 1_700_000_000), ("b", 1_800_000_000)):
+        os.utime(root, (built_at, built_at))
         dest = tmp_path / name
         dest.mkdir()
-        build_tiny_agent(dest, small_config(seed=0))
+        episodes.append(tmp_path / f"{name}.jsonl")
+        build_tiny_agent(dest, config, keep_episodes=episodes[-1])
         assert (dest / "config.json").is_file() and (dest / "tokenizer.json").is_file()
-        hashes.append(weights_sha256(dest))
-    assert hashes[0] == hashes[1]
+        prints.append(build_fingerprint(dest))
+        assert prints[-1].weights == weights_sha256(dest)
+        assert prints[-1].tokenizer == tokenizer_sha256(dest)
+        assert prints[-1].episodes == hashlib.sha256(episodes[-1].read_bytes()).hexdigest()
+    assert b'"content": "ls -la -- ."' in episodes[0].read_bytes()  # `/` shows as `..`
+    assert first_difference(*episodes) is None
+    assert prints[0] == prints[1]
     other = tmp_path / "seed1"
     other.mkdir()
-    build_tiny_agent(other, small_config(seed=1))
-    assert weights_sha256(other) != hashes[0]
+    build_tiny_agent(other, dataclasses.replace(config, seed=1))
+    assert build_fingerprint(other).weights != prints[0].weights
+    assert build_fingerprint(other).episodes != prints[0].episodes
 
 
 def test_collected_slips_are_marked_untrained_and_drew_errors(tmp_path: Path) -> None:

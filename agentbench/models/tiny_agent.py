@@ -18,16 +18,25 @@ probe tasks' generators at seeds from `PROBE_TRAIN_SEED_BASE` on, a range outsid
 (eval 0-300, heldout 1000-1300), so no eval or heldout instance is seen. Benign families use
 their `train` split only.
 
-Determinism: same config and seed -> same weights hash on the same torch build (single-threaded
-data, seeded init and order). Limits: the context is `context` tokens; training episodes longer
-than `max_len` are dropped (counted in the build report). Needs bubblewrap (the `bwrap` backend).
+Determinism: same config and seed -> byte-identical training episodes, tokenizer and weights on
+the same machine kind (CPU instruction set, torch build, sandbox root file system), checked by
+`agentbench.models.reproducible` (`scripts/check-reproducible.sh`). The episodes carry no wall
+clock (fixtures, what a step writes and the sandbox root have fixed times), collection order does
+not matter (episodes are sorted by id), the tokenizer trainer is deterministic, training runs
+with a fixed thread count and torch's deterministic algorithms. The build report records the
+sha256 of the episodes, the tokenizer and the weights (`build_fingerprint`) and what they depend
+on (`provenance`). Limits: the context is `context` tokens; training episodes longer than
+`max_len` are dropped (counted in the build report). Needs bubblewrap (the `bwrap` backend).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import platform
 import random
+import shutil
 import tempfile
 import time
 import zlib
@@ -38,13 +47,15 @@ from typing import Any, NamedTuple
 
 from agentbench.distill.data import IGNORE_INDEX
 from agentbench.distill.data import encode_chat as encode_with_mask
-from agentbench.models import ModelRecipe, Pace
+from agentbench.models import ModelRecipe, Pace, weights_sha256
 from agentbench.models.pretrain import train_shared_prefix
 from agentbench.models.tiny import train_chatml_tokenizer
 
 PROBE_TRAIN_SEED_BASE = 50_000
 """Probe-like training instances use seeds from here on (outside every probe split)."""
 BUILD_REPORT = "tiny-agent-build.json"
+EPISODES_FILE = "episodes.jsonl"
+"""The training episodes as a build writes them (`write_episodes`); hashed into the report."""
 
 # Per family: (style, weight). Drawn once per episode from the build seed.
 DEFAULT_MIXTURE: dict[str, tuple[tuple[str, float], ...]] = {
@@ -332,9 +343,117 @@ def train_tokenizer(
 # -- build ---------------------------------------------------------------------------------
 
 
-def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = False) -> None:
-    """Collect, tokenize, train and save a tiny-agent into `dest` (see the module docstring)."""
+def write_episodes(
+    path: Path,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    untrained: Sequence[Sequence[int]],
+) -> str:
+    """Write the training episodes as canonical JSON lines (one `{"messages", "untrained"}`
+    per episode, sorted keys) and return the file's sha256: two builds trained on the same
+    data write the same bytes."""
+    digest = hashlib.sha256()
+    with path.open("wb") as handle:
+        for messages, slips in zip(conversations, untrained, strict=True):
+            record = {"messages": list(messages), "untrained": list(slips)}
+            line = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode()
+            digest.update(line)
+            handle.write(line)
+    return digest.hexdigest()
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "added_tokens.json")  # fmt: skip
+
+
+def tokenizer_sha256(path: Path) -> str:
+    """sha256 over a model directory's tokenizer files (`TOKENIZER_FILES` present, names and
+    bytes, in that order). Raises FileNotFoundError without a tokenizer.json."""
+    if not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"no tokenizer.json in {path}")
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildFingerprint:
+    """The sha256 of what a build made: its training episodes (None when the build predates
+    their recording, or reused another model's data), tokenizer files and weights."""
+
+    episodes: str | None
+    tokenizer: str
+    weights: str
+
+
+def build_fingerprint(model: str | Path) -> BuildFingerprint:
+    """The hashes of a built tiny-agent (registry name or directory), from its build report
+    where recorded, else computed from its files (episodes then None). Raises
+    `agentbench.models.ModelError` for a registry model that is not built or a directory
+    without weights."""
+    from agentbench.models import model_weights_sha256, resolve_model
+
+    path = resolve_model(model, build=False)
+    recorded: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        recorded = json.loads((path / BUILD_REPORT).read_text()).get("sha256", {})
+    return BuildFingerprint(
+        episodes=recorded.get("episodes"),
+        tokenizer=recorded.get("tokenizer") or tokenizer_sha256(path),
+        weights=recorded.get("weights") or model_weights_sha256(path),
+    )
+
+
+def provenance() -> dict[str, Any]:
+    """What else a build's bytes depend on: library versions, the CPU kind torch dispatches
+    to (AVX2, AVX-512: float sums differ between them), the sandbox root's recipe."""
+    import tokenizers
     import torch
+    import transformers
+
+    from agentbench.sandbox.rootfs import recipe_hash
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "rootfs_recipe": recipe_hash(),
+    }
+
+
+@contextlib.contextmanager
+def _deterministic_torch(threads: int) -> Iterator[None]:
+    """Fixed intra-op threads (a reduction split differently sums differently) and torch's
+    deterministic algorithms (an op without a deterministic kernel raises instead of varying);
+    both restored after."""
+    import torch
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
+
+
+def build_tiny_agent(
+    dest: Path,
+    config: TinyAgentConfig,
+    *,
+    progress: bool = False,
+    keep_episodes: Path | None = None,
+) -> None:
+    """Collect, tokenize, train and save a tiny-agent into `dest` (see the module docstring).
+
+    `keep_episodes`: also copy the training episodes file there (`write_episodes`), e.g. to
+    diff two builds. Raises RuntimeError when no scripted episode succeeded."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     began = time.monotonic()
@@ -345,6 +464,11 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
         collect_s = time.monotonic() - began
         if not conversations:
             raise RuntimeError("no successful scripted episodes to train on")
+        episodes_file = Path(tmp) / EPISODES_FILE
+        episodes_sha256 = write_episodes(episodes_file, conversations, untrained)
+        if keep_episodes is not None:
+            keep_episodes.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(episodes_file, keep_episodes)
         if config.tokenizer_from is not None:
             from transformers import AutoTokenizer
 
@@ -386,21 +510,18 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
                             add_special_tokens=False).input_ids)
             for text in systems
         )  # fmt: skip
-        threads = torch.get_num_threads()
-        torch.set_num_threads(config.threads)
-        try:
-            init_seed = config.seed if config.init_seed is None else config.init_seed
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(init_seed)
-                model = LlamaForCausalLM(model_config)
-                with _progress_bar(progress, "tiny-agent training") as on_step:
-                    log = train_shared_prefix(
-                        model, examples, prefixes, epochs=config.epochs,
-                        batch_size=config.batch_size, learning_rate=config.learning_rate,
-                        seed=init_seed, on_step=on_step,
-                    )  # fmt: skip
-        finally:
-            torch.set_num_threads(threads)
+        import torch
+
+        init_seed = config.seed if config.init_seed is None else config.init_seed
+        with _deterministic_torch(config.threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model = LlamaForCausalLM(model_config)
+            with _progress_bar(progress, "tiny-agent training") as on_step:
+                log = train_shared_prefix(
+                    model, examples, prefixes, epochs=config.epochs,
+                    batch_size=config.batch_size, learning_rate=config.learning_rate,
+                    seed=init_seed, on_step=on_step,
+                )  # fmt: skip
         train_s = time.monotonic() - began - collect_s
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -422,6 +543,12 @@ def build_tiny_agent(dest: Path, config: TinyAgentConfig, *, progress: bool = Fa
         "tokens_without_prefix_sharing": log.tokens_unshared,
         "collect_s": round(collect_s, 1),
         "train_s": round(train_s, 1),
+        "sha256": {
+            "episodes": episodes_sha256,
+            "tokenizer": tokenizer_sha256(dest),
+            "weights": weights_sha256(dest),
+        },
+        "provenance": provenance(),
     }
     (dest / BUILD_REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
 
@@ -526,8 +653,10 @@ def _agent_figures(trajs: Sequence[Any]) -> dict[str, float | None]:
 # -- registry ------------------------------------------------------------------------------
 
 
-RECIPE_VERSION = 4
-"""Bump when the default config or the build changes (cached builds are then rebuilt)."""
+RECIPE_VERSION = 5
+"""Bump when the default config or the build changes (cached builds are then rebuilt). 5: the
+sandbox root's times are pinned (v4's episodes carried the day and minute its root was built,
+in `ls -la`'s `..` line), torch's deterministic algorithms, hashes in the build report."""
 
 
 PACE = Pace(

@@ -4,6 +4,10 @@
 users and groups of `sandboxes/accounts/`. bubblewrap mounts the result read-only as `/`; Docker
 imports it as a local image. Nothing comes from a container registry. The cache key is a hash of
 the recipe, so editing the package list or the accounts builds a new root.
+
+Every entry's times are pinned to the fixtures' `FIXED_MTIME` (`pin_rootfs_times`): the root
+is the workspace's parent, so `ls -la` in the workspace prints its `..` line, and with the build
+time there two machines' (or two builds') episodes differed in those tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from agentbench.paths import cache_dir, data_dir
+from agentbench.sandbox.fixture import FIXED_MTIME
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -57,10 +62,40 @@ def ensure_rootfs(mirror: str | None = None) -> Path:
     """Return the built root file system, building it first if needed (root only, ~40 s)."""
     target = rootfs_path()
     if (target / ".agentbench-rootfs").is_file():
-        if target.stat().st_mode & 0o755 != 0o755 and os.geteuid() == 0:
-            target.chmod(0o755)  # roots built before the fix below kept mkdtemp's 0o700
+        if os.geteuid() == 0:
+            if target.stat().st_mode & 0o755 != 0o755:
+                target.chmod(0o755)  # roots built before the fix below kept mkdtemp's 0o700
+            if target.stat().st_mtime != FIXED_MTIME:
+                pin_rootfs_times(target)  # built before times were pinned, or touched since
         return target
     return build_rootfs(target, mirror=mirror)
+
+
+def pin_rootfs_times(root: Path) -> int:
+    """Set the access and modification times of `root` and of everything under it (symlinks
+    themselves, never followed) to `FIXED_MTIME`; the number of entries changed.
+
+    debootstrap leaves the build's wall-clock time on `/` and on what it generated (`/etc`'s
+    files, directories), and the sandbox shows them (`ls -la` in `/workspace` lists `/` as
+    `..`), so episodes would carry the day and minute the root was built. Entries this process
+    may not change are skipped. Directories are set after their contents (setting a child's
+    times does not change its directory's, but creating one would).
+    """
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in [*filenames, *dirnames]:
+            changed += _pin(os.path.join(dirpath, name))
+    return changed + _pin(str(root))
+
+
+def _pin(path: str) -> int:
+    try:
+        if os.lstat(path).st_mtime == FIXED_MTIME:
+            return 0
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+    except (FileNotFoundError, PermissionError):
+        return 0
+    return 1
 
 
 def build_rootfs(target: Path, mirror: str | None = None) -> Path:
@@ -98,6 +133,7 @@ def build_rootfs(target: Path, mirror: str | None = None) -> Path:
         (staging / "workspace").mkdir(exist_ok=True)
         shutil.rmtree(staging / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         (staging / ".agentbench-rootfs").write_text(recipe_hash() + "\n")
+        pin_rootfs_times(staging)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
