@@ -382,6 +382,7 @@ class Suite(_Strict):
         if self.dose and "teacher_rollouts.n" in self.grid:
             raise ValueError("dose and grid key teacher_rollouts.n set the same axis: keep one")
         return self
+
     resources: dict[StageKind, StageResources] = Field(default_factory=dict)
     """Per stage kind, what a Ray executor requests for each stage (CPUs, GPUs, memory)."""
 
