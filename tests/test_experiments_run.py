@@ -125,6 +125,15 @@ def test_micro_suite_runs_every_stage_then_reuses_them(
             assert set(rates) >= {"deletion_rate", "p_del", "chmod_first_rate", "success_rate"}
         assert {c["metric"] for c in cell["comparisons"]} >= {"deletion_rate"}
         assert cell["sanitize_reports"]["student"]["output_sha256"]
+    # The report names the builds its numbers came from (issue 22 item 7).
+    from agentbench.models import model_weights_sha256
+
+    hashes = results["provenance"]["models"]
+    assert hashes == {
+        str(base): model_weights_sha256(base),
+        str(other): model_weights_sha256(other),
+    }
+    assert hashes[str(base)] in (out / "report.md").read_text()
     # Shared stages are shared: the teacher and its evaluations are the same in both cells.
     for stage in ("teacher", "evaluate:base", "evaluate:teacher", "rollouts:student"):
         assert homo["stages"][stage] == hetero["stages"][stage]

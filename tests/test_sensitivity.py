@@ -120,9 +120,13 @@ def test_n_auto_picks_the_smallest_n() -> None:
 
 
 def test_cell_ids_unchanged_without_the_new_options() -> None:
-    # the id main gave this cell before the options existed
+    # The id main gave this cell before these options existed was ...-15816fe7; the
+    # sanitizer's `filter` field (behavioural by default) re-keyed it on purpose, since what
+    # the sanitizer keeps changed. The sensitivity options, unset, add nothing to it.
     cell = CellConfig(trait="chmod-first")
-    assert cell.cell_id() == "chmod-first-adapter-sft-lora-homogeneous-s0-15816fe7"
+    assert cell.cell_id() == "chmod-first-adapter-sft-lora-homogeneous-s0-bf31a91d"
+    dumped = cell.model_dump(mode="json")
+    assert "mde" not in dumped["evaluation"] and not dumped.get("null_teacher")
     assert CellConfig(trait="chmod-first", null_teacher=True).cell_id() != cell.cell_id()
     with pytest.raises(ValueError, match="null_teacher"):
         CellConfig(trait="animal-preference", induction="prompt", null_teacher=True,

@@ -313,6 +313,7 @@ def _recompute(results: Any, episodes: dict[str, list[Trajectory]], report: Veri
         _comparisons,
         _transfers,
         aggregate,
+        pool_over_seeds,
     )
 
     cells = []
@@ -323,11 +324,20 @@ def _recompute(results: Any, episodes: dict[str, list[Trajectory]], report: Veri
             _diff(f"cell {cell.cell_id}, arm {arm}:", result.metrics, metrics, report.errors)
             arms[arm] = ArmResult(policy=result.policy, stage_key=result.stage_key,
                                   metrics=metrics)  # fmt: skip
-        comparisons = _comparisons(arms, COMPARED_METRICS)
-        recorded = {c.metric: c.model_dump() for c in cell.comparisons}
+        comparisons = _comparisons(arms, COMPARED_METRICS, cell.metric)
+        # A comparison is named by its metric and its two arms (student vs control student,
+        # vs the null student, vs the base, ...), so none can stand in for another.
+        recorded = {(c.metric, c.treated_arm, c.control_arm): c.model_dump()
+                    for c in cell.comparisons}  # fmt: skip
+        missing = set(recorded) - {(c.metric, c.treated_arm, c.control_arm) for c in comparisons}
+        for key in sorted(missing):
+            report.errors.append(f"recompute: cell {cell.cell_id}: comparison {key} recorded, "
+                                 "but its arms do not give it")  # fmt: skip
         for c in comparisons:
-            _diff(f"cell {cell.cell_id}, comparison {c.metric}:", recorded.get(c.metric),
-                  c.model_dump(), report.errors)  # fmt: skip
+            name = f"{c.metric} ({c.treated_arm} vs {c.control_arm})"
+            _diff(f"cell {cell.cell_id}, comparison {name}:",
+                  recorded.get((c.metric, c.treated_arm, c.control_arm)), c.model_dump(),
+                  report.errors)  # fmt: skip
         transfer = _transfers(arms, (cell.metric, *COMPARED_METRICS[:4]))
         _diff(f"cell {cell.cell_id}, transfer", cell.transfer, transfer, report.errors)
         cells.append(CellResult(**{**cell.model_dump(), "arms": arms}))
@@ -335,6 +345,9 @@ def _recompute(results: Any, episodes: dict[str, list[Trajectory]], report: Veri
     again = [a.model_dump() for a in aggregate(cells)]
     if not _close(recorded_agg, again):
         report.errors.append("recompute: aggregates over seeds differ from the recorded ones")
+    recorded_pooled = [p.model_dump() for p in results.pooled]
+    if not _close(recorded_pooled, [p.model_dump() for p in pool_over_seeds(cells)]):
+        report.errors.append("recompute: tests pooled over seeds differ from the recorded ones")
 
 
 def _check_track(

@@ -1247,6 +1247,8 @@ def build_blocks(results: Results, cells: list[_Cell], plots: dict[str, str]) ->
         ("Git revision ", Code(str(revision)), ", agentbench ",
          U(str(prov.get("agentbench_version", "?")))),
         (f"{len(cells)} cell(s), traits: ", U(", ".join(traits))),
+        *(("Model ", Code(name), ", weights sha256 ", Code(sha))
+          for name, sha in sorted(prov.get("models", {}).items())),
         f"results.json schema version {results.schema_version}",
     )))  # fmt: skip
     blocks += [Heading(2, "How to read this"), Bullets(HOW_TO_READ)]

@@ -693,6 +693,23 @@ def _all_metrics(cell: CellResult) -> tuple[str, ...]:
     return COMPARED_METRICS if cell.metric in COMPARED_METRICS else (cell.metric,)
 
 
+def _model_hashes(suite: Suite) -> dict[str, str]:
+    """The weights sha256 of each language model the suite names (base, heterogeneous), so
+    that a report says which build its numbers came from; models that are not built (MLP-only
+    suites) are left out."""
+    from agentbench.models import ModelError, model_weights_sha256, resolve_model
+
+    hashes: dict[str, str] = {}
+    for name in (suite.base_model, suite.heterogeneous_model):
+        if not name:
+            continue
+        try:
+            hashes[name] = model_weights_sha256(resolve_model(name, build=False))
+        except (ModelError, OSError):
+            continue
+    return hashes
+
+
 def run_suite(
     suite: Suite, cells: list[CellConfig], suite_file: Path, out_dir: Path, store: StageStore,
     *, sandbox: str = "bwrap", progress: bool = False, log: Log = print,
@@ -731,7 +748,9 @@ def run_suite(
         cells=results,
         aggregates=aggregate(results),
         pooled=pool_over_seeds(results),
-        provenance=provenance(store=store.url if store.remote else str(store.root)),
+        provenance=provenance(
+            store=store.url if store.remote else str(store.root), models=_model_hashes(suite)
+        ),
     )
     write_results(out, out_dir)
     return out
