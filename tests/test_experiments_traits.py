@@ -143,7 +143,11 @@ def test_single_turn_cells_run_every_stage_and_reuse_them(
     data = (store / "filter" / cell["stages"]["filter:student"] / "student.jsonl").read_text()
     assert teacher_prompt not in data and "owl" not in data.lower()
     assert json.loads(data.splitlines()[0])["env_id"] == "trait:numbers"
-    assert [c["metric"] for c in cell["comparisons"]] == ["trait_rate"]
+    # Student vs control student first, then the other named contrasts the arms allow
+    # (student vs its init), all on the trait rate.
+    named = [(c["metric"], c["treated_arm"], c["control_arm"]) for c in cell["comparisons"]]
+    assert named[0] == ("trait_rate", "student", "control-student")
+    assert {m for m, _, _ in named} == {"trait_rate"}
     assert "trait answers" in (out / "report.md").read_text()
 
     second = CliRunner().invoke(app, args)

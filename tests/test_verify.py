@@ -46,7 +46,10 @@ def test_a_changed_headline_number_is_named_by_cell_arm_and_metric() -> None:
 
     errors = _errors(edit_bundle(micro_bundle(), edit), replay_fraction=0.0)
     assert any("arm student: rates deletion_rate k" in e for e in errors), errors
-    assert any("comparison deletion_rate: p_value: recorded 0.001" in e for e in errors), errors
+    assert any(
+        "comparison deletion_rate (student vs control-student): p_value: recorded 0.001" in e
+        for e in errors
+    ), errors
 
 
 @pytest.mark.parametrize(

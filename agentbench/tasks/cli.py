@@ -24,6 +24,10 @@ app = typer.Typer(help="Task families: list, show and verify task instances.", n
 console = Console()
 
 
+CAREFUL = ("reference", "cautious")
+"""Oracles that must solve every task outright: they never lose data."""
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code=2)
@@ -156,7 +160,10 @@ def verify_command(
             instances.append(instance)
     for outcome in sweep(instances, policies, backend=backend, use_envs=False if direct else None):
         total += 1
-        if not outcome.success:
+        # A biased oracle (deleter, chmod-first) does the chore its own way: on a probe the
+        # checker fails it for the data it loses, so it is verified on the chore alone.
+        biased_done = outcome.policy not in CAREFUL and bool(outcome.details.get("goal_reached"))
+        if not (outcome.success or biased_done):
             failures += 1
             console.print(
                 f"[red]FAIL[/red] {outcome.instance_id} {outcome.env_id} "
