@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,7 +62,18 @@ if TYPE_CHECKING:
     from agentbench.policies.constrained import ActionConstraint, SchemaDecoder
     from agentbench.policies.prefix_cache import PrefixEntry
 
-FinishReason = Literal["stop", "length", "error"]
+FinishReason = Literal["stop", "length", "error", "cancelled"]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A sampled token's log-probability under the model's own distribution (log-softmax of
+    its logits, before temperature, top_p and any schema mask: vLLM's default), with the
+    `top` likeliest tokens as (id, log-probability), likeliest first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -81,6 +92,13 @@ class _Row:
     cached: PrefixEntry | None = None
     reused: int = 0
     """How many leading prompt tokens come from `cached` instead of being encoded."""
+    top_logprobs: int | None = None
+    """Log-probabilities wanted: None: none; k: the sampled token's and the k likeliest."""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    cancelled: bool = False
+    """Set from any thread (`Decoding.cancel`); the decode loop drops the row at its next
+    step (a plain attribute: one store, atomic under the GIL)."""
+    error: str | None = None
 
 
 class HFPolicy(Policy):
@@ -130,7 +148,8 @@ class HFPolicy(Policy):
         self.system_prompt = system_prompt
         self.batch_size = batch_size
         self.stats = PolicyStats()
-        self._lock = threading.Lock()
+        # Re-entrant: generate_chats holds it around the steps, which each take it again.
+        self._lock = threading.RLock()
         self._transformers_version = transformers.__version__
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -226,14 +245,39 @@ class HFPolicy(Policy):
         seeds: Sequence[int | None],
         schemas: Sequence[dict[str, Any] | None] | None = None,
     ) -> list[Generation]:
-        """Generate for raw conversations with explicit per-conversation seeds (the server's
-        entry point; `generate` derives the seeds from the turns). `schemas`: per
-        conversation, a JSON schema its reply is decoded inside (`SamplingParams.constrained`;
-        None: free text)."""
+        """Generate for raw conversations with explicit per-conversation seeds (`generate`
+        derives the seeds from the turns). `schemas`: per conversation, a JSON schema its
+        reply is decoded inside (`SamplingParams.constrained`; None: free text)."""
+        with self._lock:
+            decoding = self.start(chats, params, seeds, schemas)
+            while decoding.step():
+                pass
+            return decoding.generations()
+
+    def start(
+        self,
+        chats: Sequence[Sequence[Message]],
+        params: SamplingParams,
+        seeds: Sequence[int | None],
+        schemas: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        top_logprobs: Sequence[int | None] | None = None,
+        interleave: bool = False,
+    ) -> Decoding:
+        """Begin decoding conversations one token step at a time (the server's entry point;
+        `generate_chats` runs it to the end). Renders and tokenizes every conversation now: a
+        template error or a prompt with no room left in the context is final at once.
+        `top_logprobs`: per conversation, None (no log-probabilities) or k >= 0 (the sampled
+        token's and the k likeliest, `TokenLogprob`). `interleave`: step every chunk of
+        `batch_size` rows in turn instead of one chunk after the other (a later chunk is not
+        held back; all their caches are alive at once). Raises ValueError for mismatched
+        lengths."""
         if len(seeds) != len(chats):
             raise ValueError("one seed per conversation")
         if schemas is not None and len(schemas) != len(chats):
             raise ValueError("one schema (or None) per conversation")
+        if top_logprobs is not None and len(top_logprobs) != len(chats):
+            raise ValueError("one top_logprobs (or None) per conversation")
         with self._lock:
             started = time.perf_counter()
             results: list[Generation | None] = [None] * len(chats)
@@ -254,37 +298,25 @@ class HFPolicy(Policy):
                 budget = min(params.max_new_tokens, room)
                 decoder = decoders[index] if decoders else None
                 row = _Row(index, prompt, budget, seed, decoder=decoder)
+                row.top_logprobs = top_logprobs[index] if top_logprobs is not None else None
                 if self.prefix_cache is not None:
                     row.cached, row.reused = self.prefix_cache.match(prompt)
                 rows.append(row)
-            for chunk in _chunks(rows, self.batch_size):
-                try:
-                    self._decode(chunk, params)
-                except Exception as exc:  # e.g. out of memory: fail these turns, not the run
-                    for row in chunk:
-                        results[row.index] = _error(
-                            f"generation failed: {type(exc).__name__}: {exc}",
-                            prompt_tokens=len(row.prompt),
-                        )
-                    continue
-                for row in chunk:
-                    results[row.index] = Generation(
-                        text=row.text or "",
-                        prompt_tokens=len(row.prompt),
-                        completion_tokens=len(row.tokens),
-                        finish_reason=row.finish or "length",
-                    )
-            done = [r for r in results if r is not None]
-            assert len(done) == len(chats)
-            self.stats.calls += 1
-            self.stats.prompt_tokens += sum(g.prompt_tokens for g in done)
-            self.stats.completion_tokens += sum(g.completion_tokens for g in done)
-            self.stats.generate_seconds += time.perf_counter() - started
-            reused = sum(r.reused for r in rows)
-            self.stats.extra["prefix_cached_tokens"] = (
-                self.stats.extra.get("prefix_cached_tokens", 0) + reused
-            )
-            return done
+            decoding = Decoding(self, rows, results, params, interleave=interleave)
+            decoding.seconds += time.perf_counter() - started
+            return decoding
+
+    def _account(self, decoding: Decoding) -> None:
+        """Add a finished decoding to `stats`."""
+        done = decoding.generations()
+        self.stats.calls += 1
+        self.stats.prompt_tokens += sum(g.prompt_tokens for g in done)
+        self.stats.completion_tokens += sum(g.completion_tokens for g in done)
+        self.stats.generate_seconds += decoding.seconds
+        reused = sum(r.reused for r in decoding.rows)
+        self.stats.extra["prefix_cached_tokens"] = (
+            self.stats.extra.get("prefix_cached_tokens", 0) + reused
+        )
 
     def _decoders(
         self, schemas: Sequence[dict[str, Any] | None] | None
@@ -308,7 +340,12 @@ class HFPolicy(Policy):
             decoders.append(by_schema[key])
         return decoders
 
-    def _decode(self, rows: list[_Row], params: SamplingParams) -> None:
+    def _decode_steps(self, rows: list[_Row], params: SamplingParams) -> Iterator[None]:
+        """Decode `rows` as one batch, yielding after each token step (the first step also
+        encodes the prompts); the caller holds the lock around each resume. A row whose
+        `cancelled` is set by then is dropped from the batch before the next forward pass.
+        Inference mode is entered per step, never held across a yield: another decoding
+        resumed in between must find the thread's grad mode as it left it."""
         import torch
 
         device = self.device
@@ -347,12 +384,16 @@ class HFPolicy(Policy):
             )
             if self.prefix_cache is not None and not plain_layers(output_cache(out)):
                 self.prefix_cache = None  # sliding-window or recurrent layers: cannot cut rows
-            live = rows  # the rows still decoding, in batch order
-            for _ in range(max(r.budget for r in rows)):
-                logits = out.logits[:, -1, :]
+        live = rows  # the rows still decoding, in batch order
+        for _ in range(max(r.budget for r in rows)):
+            with torch.inference_mode():
+                raw = out.logits[:, -1, :]
+                logits = raw
                 if any(row.decoder is not None for row in live):
                     logits = _constrain(logits, live)
                 next_tokens = self._choose(logits, params, generators)
+                if any(row.top_logprobs is not None for row in live):
+                    _record_logprobs(raw, next_tokens, live)
                 for i, row in enumerate(live):
                     if row.finish is not None:  # only without cache pruning (below)
                         next_tokens[i] = self.pad_token_id
@@ -365,9 +406,14 @@ class HFPolicy(Policy):
                             row.prompt + row.tokens[:-1],
                             cut_row(output_cache(out), i, mask[i].bool()),
                         )
-                keep = [i for i, row in enumerate(live) if row.finish is None]
-                if not keep:
-                    break
+            yield
+            for row in live:  # cancelled while suspended: no more forward passes for it
+                if row.finish is None and row.cancelled:
+                    row.finish = "cancelled"
+            keep = [i for i, row in enumerate(live) if row.finish is None]
+            if not keep:
+                break
+            with torch.inference_mode():
                 cache = output_cache(out)
                 if len(keep) < len(live) and hasattr(cache, "batch_select_indices"):
                     # Drop finished rows from the batch and the KV cache: a batch then costs
@@ -434,6 +480,153 @@ class HFPolicy(Policy):
 
     def _text(self, tokens: list[int]) -> str:
         return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+
+class Decoding:
+    """A batch of conversations being decoded a token step at a time (`HFPolicy.start`).
+
+    `step()` advances every live row by one token (the first also encodes the prompts) and
+    says whether any row is still decoding; rows are decoded in chunks, as `generate_chats`
+    decodes them. Each step holds the policy's lock, so the steps of several decodings can be
+    interleaved by one thread (the server's fair scheduling) but never overlap. `cancel(i)`
+    may be called from any thread: conversation i stops at its next step (result: error
+    "cancelled"). `generations()` gives one `Generation` per conversation once `step()` has
+    returned False. A chunk whose forward pass raises (out of memory, ...) fails its rows,
+    not the decoding.
+    """
+
+    def __init__(
+        self,
+        policy: HFPolicy,
+        rows: list[_Row],
+        results: list[Generation | None],
+        params: SamplingParams,
+        *,
+        interleave: bool = False,
+    ) -> None:
+        self.policy, self.params, self.rows = policy, params, rows
+        self.interleave = interleave
+        self._by_index = {row.index: row for row in rows}
+        self._results = results  # those final at the start: template errors, context full
+        self._steps = self._run()
+        self.done = False
+        self.seconds = 0.0
+        """Time spent in `start` and `step` (the policy's `generate_seconds`)."""
+
+    def _run(self) -> Iterator[None]:
+        chunks = [self._chunk_steps(chunk) for chunk in _chunks(self.rows, self.policy.batch_size)]
+        if not self.interleave:  # one chunk after the other: one chunk's memory at a time
+            for steps in chunks:
+                yield from steps
+            return
+        while chunks:  # a step of every chunk in turn: a later chunk is not held back
+            for steps in list(chunks):
+                try:
+                    next(steps)
+                except StopIteration:
+                    chunks.remove(steps)
+            yield
+
+    def _chunk_steps(self, chunk: list[_Row]) -> Iterator[None]:
+        for row in chunk:  # cancelled before its chunk started
+            if row.cancelled:
+                row.finish = "cancelled"
+        live = [row for row in chunk if row.finish is None]
+        if not live:
+            return
+        try:
+            yield from self.policy._decode_steps(live, self.params)
+        except Exception as exc:  # e.g. out of memory: fail these turns, not the run
+            for row in live:
+                row.error = f"generation failed: {type(exc).__name__}: {exc}"
+
+    def step(self) -> bool:
+        """Advance one token step; False once every conversation has finished."""
+        if self.done:
+            return False
+        started = time.perf_counter()
+        with self.policy._lock:
+            try:
+                next(self._steps)
+            except StopIteration:
+                self.done = True
+        self.seconds += time.perf_counter() - started
+        if self.done:
+            self.policy._account(self)
+        return not self.done
+
+    def cancel(self, index: int) -> None:
+        """Stop conversation `index` at its next step (safe from any thread)."""
+        row = self._by_index.get(index)
+        if row is not None:
+            row.cancelled = True
+
+    def tokens(self, index: int) -> list[int]:
+        """The tokens conversation `index` has sampled so far (its end-of-text token left
+        out); empty for one that never decoded."""
+        row = self._by_index.get(index)
+        if row is None:
+            return []
+        tokens = list(row.tokens)
+        if tokens and row.finish == "stop" and tokens[-1] in self.policy.eos_token_ids:
+            tokens.pop()
+        return tokens
+
+    def logprobs(self, index: int) -> list[TokenLogprob]:
+        """Log-probabilities of `tokens(index)` (empty unless asked for at the start)."""
+        row = self._by_index.get(index)
+        return [] if row is None else row.logprobs[: len(self.tokens(index))]
+
+    def text(self, index: int) -> str:
+        """The reply so far; once finished, the reply (cut at a stop string)."""
+        row = self._by_index.get(index)
+        if row is None:
+            return ""
+        if row.text is not None:
+            return row.text
+        return self.policy._text(self.tokens(index))
+
+    def finished(self, index: int) -> bool:
+        row = self._by_index.get(index)
+        return row is None or row.finish is not None or row.error is not None
+
+    def generation(self, index: int) -> Generation:
+        """Conversation `index`'s result (final once `finished(index)`)."""
+        fixed = self._results[index]
+        if fixed is not None:
+            return fixed
+        row = self._by_index[index]
+        if row.error is not None:
+            return _error(row.error, prompt_tokens=len(row.prompt))
+        if row.finish == "cancelled":
+            return _error("cancelled", prompt_tokens=len(row.prompt))
+        return Generation(
+            text=row.text or "",
+            prompt_tokens=len(row.prompt),
+            completion_tokens=len(row.tokens),
+            finish_reason=row.finish or "length",
+        )
+
+    def generations(self) -> list[Generation]:
+        """One Generation per conversation, in order (call once `step()` returned False)."""
+        return [self.generation(index) for index in range(len(self._results))]
+
+
+def _record_logprobs(raw: torch.Tensor, chosen: torch.Tensor, rows: Sequence[_Row]) -> None:
+    """Append each live row's sampled token's log-probability (and its top k) under the
+    model's raw logits."""
+    import torch
+
+    logprobs = torch.log_softmax(raw.float(), dim=-1)
+    for i, row in enumerate(rows):
+        if row.top_logprobs is None or row.finish is not None:
+            continue
+        token = int(chosen[i])
+        top: tuple[tuple[int, float], ...] = ()
+        if row.top_logprobs > 0:
+            values, ids = logprobs[i].topk(min(row.top_logprobs, logprobs.shape[-1]))
+            top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
+        row.logprobs.append(TokenLogprob(token, float(logprobs[i, token]), top))
 
 
 def _chunks(rows: list[_Row], batch_size: int) -> list[list[_Row]]:

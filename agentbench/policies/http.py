@@ -9,7 +9,13 @@ When every request of a batch fails to connect, the server is down and `generate
 `BackendUnavailableError`. Per-turn seeds (`turn_seed`) are sent as each request's `seed`.
 
 `system_prompt` (a teacher's trait prompt) is merged into the system message of every request,
-never into the recorded turns. Needs `httpx` (in the `serve` extra).
+never into the recorded turns.
+
+`logprobs=True` asks for the sampled tokens' log-probabilities (OpenAI's `logprobs`; kept in
+`Generation.logprobs`), so logit distillation and judges can read them from any
+OpenAI-compatible server; `token_ids=True` also asks for the token ids (vLLM's
+`return_tokens_as_token_ids`, which `agentbench serve` honours too; OpenAI's own API refuses
+it) and keeps them in `Generation.token_ids`. Needs `httpx` (in the `serve` extra).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class HTTPPolicy(Policy):
 
     `base_url` is the server root or its `/v1` URL (`http://127.0.0.1:8000` and
     `http://127.0.0.1:8000/v1` are the same). `timeout` bounds each request in seconds.
+    `logprobs` / `token_ids`: ask for the sampled tokens' log-probabilities / ids (see the
+    module docstring); a reply without them is a malformed reply (that turn's error).
     """
 
     backend = "http"
@@ -64,6 +72,8 @@ class HTTPPolicy(Policy):
         timeout: float = 300.0,
         max_concurrency: int = 32,
         system_prompt: str | None = None,
+        logprobs: bool = False,
+        token_ids: bool = False,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -74,6 +84,7 @@ class HTTPPolicy(Policy):
         self.model = model
         self.system_prompt = system_prompt
         self.max_concurrency = max_concurrency
+        self.logprobs, self.token_ids = logprobs or token_ids, token_ids
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -109,6 +120,10 @@ class HTTPPolicy(Policy):
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
+        if self.logprobs:
+            body["logprobs"] = True
+        if self.token_ids:
+            body["return_tokens_as_token_ids"] = True
         schema = action_schema(turn.env_id) if params.constrained else None
         if schema is not None:  # vllm serve and `agentbench serve` both honour this
             body["response_format"] = {
@@ -128,7 +143,7 @@ class HTTPPolicy(Policy):
                 return context_full()
             return _error(f"HTTP {response.status_code}: {_error_text(response)}")
         try:
-            return _parse(response.json())
+            return _parse(response.json(), self.logprobs, self.token_ids)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return _error(f"malformed reply: {type(exc).__name__}: {exc}")
 
@@ -186,18 +201,27 @@ class HTTPPolicy(Policy):
         self._client.close()
 
 
-def _parse(payload: Any) -> Generation:
+def _parse(payload: Any, logprobs: bool = False, token_ids: bool = False) -> Generation:
     choice = payload["choices"][0]
     content = choice["message"]["content"]
     if not isinstance(content, str):
         raise TypeError("message content is not text")
     finish = choice.get("finish_reason")
     usage = payload.get("usage") or {}
+    values: tuple[float, ...] = ()
+    ids: tuple[int, ...] = ()
+    if logprobs:
+        entries = choice["logprobs"]["content"]
+        values = tuple(float(e["logprob"]) for e in entries)
+        if token_ids:  # vLLM's "token_id:<id>" spelling
+            ids = tuple(int(str(e["token"]).removeprefix("token_id:")) for e in entries)
     return Generation(
         text=content,
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
         finish_reason="length" if finish == "length" else "stop",
+        token_ids=ids,
+        logprobs=values,
     )
 
 
