@@ -156,14 +156,15 @@ def test_openai_wire_format(server_url: str) -> None:
     assert reply["usage"]["total_tokens"] == (
         reply["usage"]["prompt_tokens"] + reply["usage"]["completion_tokens"]
     )
-    for bad in (
+    bads: list[dict[str, object]] = [
         {"n": 0},
         {"top_logprobs": 2},  # without logprobs
         {"temperature": -1},
         {"messages": []},
         {"messages": [{"role": "tool", "content": "x"}]},
         {"max_tokens": 0},
-    ):
+    ]
+    for bad in bads:
         response = httpx.post(f"{server_url}/v1/chat/completions", json=body | bad)
         assert response.status_code == 400, bad
         assert response.json()["error"]["message"]

@@ -64,7 +64,7 @@ def client(served: tuple[str, Batcher]) -> Iterator[Any]:
 
 
 def direct(local: HFPolicy, params: SamplingParams, messages: list[dict[str, str]] = HI) -> str:
-    chat = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
+    chat = [Message.model_validate(m) for m in messages]
     return local.generate_chats([chat], params, [params.seed])[0].text
 
 
