@@ -277,6 +277,7 @@ def test_a_suite_in_the_plugin_env_validates_and_dry_runs(site: Path, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.bwrap
+@pytest.mark.timeout(1800)  # the default 300 s would cut it (~8 min, more on a loaded machine)
 def test_a_whole_suite_runs_in_the_plugin_env_with_prompt_adapter_and_steering_teachers(
     site: Path, tmp_path: Path
 ) -> None:
