@@ -7,6 +7,12 @@ every step's observation, validity, parsed call, intent, effect, reward and end 
 the checker's verdict; any field that differs is a `Mismatch` naming the episode, the step
 and the field. Timings (`*_s` keys) are left out: they are not part of what happened.
 
+One difference is not a mismatch: processes that run at once (a pipeline's stages, background
+jobs) write to the same stream in whatever order the scheduler lets them, so a shell command
+with `|` or `&` may print the same bytes in another order on every run. Such a step is
+accepted when its exit line, its output sections and each section's bytes (as a multiset)
+are the same and nothing was cut; `Replayer.interleaved` lists it.
+
 Infrastructure-failure episodes are not replayed (nothing the agent did is scored in them).
 """
 
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,6 +52,27 @@ class Mismatch:
             f"episode {self.episode_id}: {self.where}: recorded {self.recorded[:120]!r}, "
             f"replay gives {self.replayed[:120]!r}"
         )
+
+
+_CONCURRENT = re.compile(r"[|&]")
+_SECTION = re.compile(r"\n--- (stdout|stderr) ---\n")
+
+
+def _sections(observation: str) -> tuple[str, dict[str, str]]:
+    """(exit line, {section name: text}) of a shell observation (`envs.bash.format_result`)."""
+    parts = _SECTION.split(observation)
+    return parts[0], dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def same_up_to_interleaving(action: str, recorded: str, replayed: str) -> bool:
+    """True when `action` runs processes at once and `replayed` differs from `recorded`
+    only in the order of the bytes within each output section (nothing cut)."""
+    if recorded == replayed or not _CONCURRENT.search(action) or "cut at" in recorded:
+        return False
+    (head_a, a), (head_b, b) = _sections(recorded), _sections(replayed)
+    return (
+        head_a == head_b and a.keys() == b.keys() and all(Counter(a[k]) == Counter(b[k]) for k in a)
+    )
 
 
 def _no_timings(value: Any) -> Any:
@@ -94,6 +123,8 @@ class Replayer:
         self.backend = backend
         self._sandbox: Any = None
         self._envs: dict[tuple[str, int], Any] = {}
+        self.interleaved: list[str] = []
+        """`episode id: step N` of each step accepted as the same output in another order."""
 
     def __enter__(self) -> Replayer:
         return self
@@ -170,6 +201,9 @@ class Replayer:
                 differ(f"step {step.index}", "a step", "the episode had already ended")
                 break
             observation, reward, terminated, truncated, info = env.step(step.action)
+            if same_up_to_interleaving(step.action, step.observation, observation):
+                self.interleaved.append(f"{eid}: step {step.index}")
+                observation = step.observation
             view = _step_view(observation, reward, terminated, truncated, info)
             recorded = _recorded_view(step)
             for name in _STEP_FIELDS:
