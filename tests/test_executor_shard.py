@@ -198,6 +198,7 @@ def run_episode_stages(
 
 
 @pytest.mark.bwrap
+@pytest.mark.timeout(1800)  # three runs of two stages; minutes on 2 busy cores
 def test_local_shards_1_2_3_write_the_same_stages(
     micro_models: tuple[Path, Path],  # noqa: F811
     tmp_path: Path,
