@@ -217,3 +217,28 @@ def test_local_shards_1_2_3_write_the_same_stages(
     # Episode-index order (the engine writes episodes as they finish).
     ids = [json.loads(r)["episode_id"] for r in runs[1]["evaluate"]]
     assert len(ids) == 3 and ids == runs[1]["episode_order"]
+
+
+def test_a_merge_refuses_parts_that_do_not_hold_the_stages_episodes_in_order(
+    tmp_path: Path,
+) -> None:
+    from agentbench.envs import FILETOOL_ID
+    from agentbench.experiments.stages import TRAJECTORIES, PolicyRef, RolloutEpisodes
+    from agentbench.experiments.suite import RolloutSettings
+
+    policy = PolicyRef(kind="hf", model="unused", identity="m")
+    episodes = RolloutEpisodes(policy, RolloutSettings(n=4), ("benign",), FILETOOL_ID, 0)
+    ids = [job.episode_id("m") for job in episodes.jobs()]
+    assert len(ids) == 4 and episodes.max_parts() == 4
+    parts = []
+    for name, chunk in (("a", ids[2:]), ("b", ids[:2])):  # right episodes, wrong order
+        (tmp_path / name).mkdir()
+        lines = "".join(json.dumps({"episode_id": i}) + "\n" for i in chunk)
+        (tmp_path / name / TRAJECTORIES).write_text(lines)
+        parts.append(tmp_path / name)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(RuntimeError, match="not the stage's 4 in episode order"):
+        episodes.merge(parts, tmp_path / "work", {})
+    extras: dict[str, Any] = {}
+    episodes.merge(parts[::-1], tmp_path / "work", extras)
+    assert extras["episodes"] == 4 and extras["policy"]["identity"] == "m"
