@@ -2,6 +2,8 @@
 GPUs let GPU-tagged stages schedule here): the micro suite gives the same results.json as
 `--executor local`, a second run executes nothing, a worker killed mid-stage is retried with
 the same results, and two Ray nodes (each its own raylet and temp dir) share one store.
+Sharded rollout and evaluation stages (two parts each, on workers) write the stages one
+unsharded local run writes, also when one part's worker is killed mid-way.
 
 Real sandboxes, real (tiny) models and real training, as in test_experiments_run.
 """
@@ -25,6 +27,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agentbench.cli import app
+from agentbench.experiments.suite import StageResources
+from tests.test_executor_shard import run_episode_stages
 from tests.test_experiments_run import SUITE, micro_models  # noqa: F401 (a fixture)
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
@@ -234,3 +238,84 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(wait)
         except subprocess.TimeoutExpired:
             continue
+
+
+# -- sharded rollout and evaluation stages ----------------------------------------------------
+
+SHARDED = {k: StageResources(shards=2) for k in ("rollouts", "evaluate")}
+
+
+@pytest.fixture(scope="module")
+def unsharded(micro_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Any:  # noqa: F811
+    """The reference: a rollouts and an evaluation stage, unsharded, by the local executor."""
+    from agentbench.experiments.executor import LocalExecutor
+    from agentbench.experiments.store import StageStore
+
+    store = StageStore(tmp_path_factory.mktemp("unsharded"))
+    return run_episode_stages(store, micro_models[0], LocalExecutor())
+
+
+@pytest.mark.bwrap
+def test_sharded_stages_on_ray_write_what_one_unsharded_run_writes(
+    cluster: None,
+    micro_models: tuple[Path, Path],  # noqa: F811
+    unsharded: Any,
+    tmp_path: Path,
+) -> None:
+    from agentbench.experiments.executor import RayExecutor
+    from agentbench.experiments.store import StageStore
+
+    logs: list[str] = []
+    store = StageStore(tmp_path)
+    sharded = run_episode_stages(store, micro_models[0], RayExecutor(resources=SHARDED),
+                                 logs.append)  # fmt: skip
+    assert sharded == unsharded
+    for stage, key in zip(("rollouts", "evaluate"), sharded["keys"], strict=True):
+        for part in (1, 2):
+            assert f"{stage} {key} [part {part}/2]: submitted" in logs
+        assert f"{stage} {key} [merge]: submitted" in logs
+        assert store.manifest(stage, key)["shards"] == 2
+    # Parts ran in workers, each its own process; none is left once merged.
+    assert not list(tmp_path.glob("*/*.shards"))
+
+
+@pytest.mark.bwrap
+def test_a_part_killed_mid_way_is_retried_alone_to_the_same_stages(
+    cluster: None,
+    micro_models: tuple[Path, Path],  # noqa: F811
+    unsharded: Any,
+    tmp_path: Path,
+) -> None:
+    from agentbench.experiments.executor import RayExecutor
+    from agentbench.experiments.store import StageStore
+
+    killed: list[tuple[str, int]] = []
+
+    def kill_one_part() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not killed:
+            for partial in tmp_path.glob("rollouts/*.shards/*.partial-*"):
+                match = PARTIAL.search(partial.name)
+                if match and int(match["pid"]) != os.getpid():
+                    os.kill(int(match["pid"]), signal.SIGKILL)
+                    killed.append((partial.name.split(".partial-")[0], int(match["pid"])))
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_part)
+    killer.start()
+    logs: list[str] = []
+    try:
+        sharded = run_episode_stages(StageStore(tmp_path), micro_models[0],
+                                     RayExecutor(resources=SHARDED), logs.append)  # fmt: skip
+    finally:
+        killer.join()
+    assert killed, "no part was caught mid-way"
+    assert sharded == unsharded
+    # Ray retried the dead part's task alone: every part was submitted and published once.
+    key = sharded["keys"][0]
+    for part in (1, 2):
+        assert logs.count(f"rollouts {key} [part {part}/2]: submitted") == 1
+        assert sum(line.startswith(f"rollouts/{key} [part {part}/2]: published")
+                   for line in logs) == 1  # fmt: skip
+    assert not list(tmp_path.glob("*/*.partial*")) and not list(tmp_path.glob("*/*.shards"))

@@ -14,6 +14,13 @@ in-memory objects or Ray object refs: a stage reads its inputs from the `StageSt
   the executor: the same keys, the same stage bytes for deterministic stages, the same
   results.json.
 
+Sharding (`agentbench.experiments.shard`): a rollout or evaluation stage whose kind has
+`shards:` in the suite's `resources:` runs as that many parts ("auto": as many as the Ray
+cluster runs at once), each a Ray task with the stage's resource requests and its own
+sandboxes, then a merge task that joins them in episode-index order and publishes the stage.
+A part whose worker dies is retried alone. The local executor runs the parts one after
+another in this process. The stage's key and bytes do not depend on the number of parts.
+
 Errors: a stage's own exception reaches the caller as `StageFailed` (the stage, its key and the
 original message); a Ray cluster that cannot be reached is a `RuntimeError` naming the address.
 """
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agentbench.experiments.store import StageStore
 
 if TYPE_CHECKING:
+    from agentbench.experiments.shard import ShardedBody, Shards
     from agentbench.experiments.suite import StageResources
 
 Log = Callable[[str], None]
@@ -61,6 +69,9 @@ class StageTask:
     inputs: dict[str, str]
     body: Body
     deps: tuple[str, ...] = ()
+    sharded: ShardedBody | None = None
+    """The stage's work as parts, where it can be sharded (rollouts, evaluate); `body` is
+    then its plain, one-part run."""
 
     @property
     def id(self) -> str:
@@ -142,24 +153,52 @@ class Executor(Protocol):
     def run(self, graph: StageGraph, store: StageStore, log: Log) -> list[str]: ...
 
 
+def _shard_settings(resources: Mapping[Any, StageResources] | None) -> dict[str, Shards]:
+    return {str(k): r.shards for k, r in (resources or {}).items() if r.shards != 1}
+
+
 class LocalExecutor:
-    """Today's behaviour: every stage in this process, one after another."""
+    """Today's behaviour: every stage in this process, one after another. A stage kind
+    with `shards: N` in `resources` runs as N parts, one after another, then merged (the
+    same bytes as one part; "auto" is one part here)."""
 
     remote = False
 
+    def __init__(self, *, resources: Mapping[Any, StageResources] | None = None) -> None:
+        self.shards = _shard_settings(resources)
+
     def run(self, graph: StageGraph, store: StageStore, log: Log) -> list[str]:
+        from agentbench.experiments.shard import execute_sharded, shard_count
+
         ran = []
         for task in graph.tasks.values():
-            if execute_task(store, task, log):
+            count = 1
+            if task.sharded is not None:
+                count = shard_count(self.shards.get(task.stage), task.sharded.max_parts())
+            if execute_sharded(store, task, count, log):
                 ran.append(task.id)
         return ran
 
 
-def _ray_execute(store: StageStore, task: StageTask) -> tuple[str, bool, float]:
-    """The Ray task of one stage (runs on a worker): (id, ran, seconds)."""
+MERGE = -1
+"""The part index that stands for a sharded stage's merge task."""
+
+
+def _ray_execute(
+    store: StageStore, task: StageTask, part: int | None = None, count: int = 1
+) -> tuple[str, bool, float]:
+    """The Ray task of one stage, or of one part (`part` of `count`) or the merge
+    (`part` MERGE) of a sharded stage; runs on a worker: (id, ran, seconds)."""
+    from agentbench.experiments.shard import execute_merge, execute_part
+
     began = time.monotonic()
     try:
-        ran = execute_task(store, task, print)
+        if part is None:
+            ran = execute_task(store, task, print)
+        elif part == MERGE:
+            ran = execute_merge(store, task, count, print)
+        else:
+            ran = execute_part(store, task, part, count, print)
     except Exception as exc:  # the message travels; the traceback stays in the worker's log
         raise StageFailed(task.stage, task.key, f"{type(exc).__name__}: {exc}") from exc
     return task.id, ran, time.monotonic() - began
@@ -171,8 +210,9 @@ class RayExecutor:
     `address`: a running cluster (`ray start --head` prints it; "auto" finds the local one);
     None starts a local cluster for this run (`num_cpus`/`num_gpus` size it: logical GPUs let
     GPU-tagged stages schedule on a CPU machine). `resources`: per stage kind requests (a
-    suite's `resources:` section); stages without one ask for 1 CPU. `max_retries`: how often
-    a stage whose worker died is run again.
+    suite's `resources:` section, with `shards:` for rollouts and evaluate); stages without
+    one ask for 1 CPU. `max_retries`: how often a stage (or a part) whose worker died is run
+    again.
     """
 
     remote = True
@@ -185,6 +225,7 @@ class RayExecutor:
         self.resources = dict(resources or {})
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.max_retries = max_retries
+        self.shards = _shard_settings(resources)
         self.stats: dict[str, float] = {}
 
     def _init(self) -> Any:
@@ -225,6 +266,17 @@ class RayExecutor:
                 opts["memory"] = int(r.memory_gb * 2**30)
         return opts
 
+    def shard_count(self, ray: Any, task: StageTask) -> int:
+        """How many parts `task` runs as on this cluster (1: not sharded)."""
+        from agentbench.experiments.shard import shard_count
+
+        if task.sharded is None:
+            return 1
+        opts = self.options(task.stage)
+        request = {"CPU": opts["num_cpus"], "GPU": opts["num_gpus"]}
+        return shard_count(self.shards.get(task.stage), task.sharded.max_parts(),
+                           ray.cluster_resources(), request)  # fmt: skip
+
     def _check_fits(self, ray: Any, graph: StageGraph) -> None:
         """Refuse, before anything runs, a stage kind that asks for more than the whole
         cluster has (Ray would otherwise wait for it forever)."""
@@ -246,9 +298,43 @@ class RayExecutor:
         remote = ray.remote(_ray_execute)
         pending = dict(graph.tasks)
         published: set[str] = set()
-        running: dict[Any, str] = {}
+        running: dict[Any, tuple[str, int | None]] = {}  # ref: (stage id, part or None)
+        parts_left: dict[str, int] = {}
+        counts: dict[str, int] = {}
         ran: list[str] = []
         began = time.monotonic()
+
+        def submit(task: StageTask, part: int | None = None) -> None:
+            opts = self.options(task.stage)
+            name, what = f"{task.stage}:{task.key}", f"{task.stage} {task.key}"
+            if part == MERGE:  # joins files: no GPU, at most one CPU
+                opts.update(num_cpus=min(1.0, opts["num_cpus"]), num_gpus=0.0)
+                opts.pop("memory", None)
+                name, what = f"{name}:merge", f"{what} [merge]"
+            elif part is not None:
+                name, what = f"{name}:{part}", f"{what} [part {part + 1}/{counts[task.id]}]"
+            args = () if part is None else (part, counts[task.id])
+            running[remote.options(name=name, **opts).remote(store, task, *args)] = (task.id, part)
+            log(f"{what}: submitted")
+
+        def start(tid: str, task: StageTask) -> None:
+            count = self.shard_count(ray, task)
+            if count <= 1:
+                submit(task)
+                return
+            from agentbench.experiments.shard import part_location
+
+            counts[tid] = count
+            todo = [i for i in range(count)
+                    if not store.done(*part_location(task.stage, task.key, i, count))]  # fmt: skip
+            if len(todo) < count:
+                log(f"{task.stage} {task.key}: {count - len(todo)} of {count} part(s) cached")
+            parts_left[tid] = len(todo)
+            for index in todo:
+                submit(task, index)
+            if not todo:
+                submit(task, MERGE)
+
         while pending or running:
             for tid, task in list(pending.items()):
                 if not all(d in published for d in task.deps):
@@ -258,15 +344,12 @@ class RayExecutor:
                     log(f"{task.stage} {task.key}: cached")
                     published.add(tid)
                     continue
-                name = f"{task.stage}:{task.key}"
-                ref = remote.options(name=name, **self.options(task.stage)).remote(store, task)
-                running[ref] = tid
-                log(f"{task.stage} {task.key}: submitted")
+                start(tid, task)
             if not running:
                 continue
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
-                tid = running.pop(ref)
+                tid, part = running.pop(ref)
                 try:
                     _, did_run, seconds = ray.get(ref)
                 except Exception as exc:
@@ -276,6 +359,13 @@ class RayExecutor:
                     if isinstance(cause, StageFailed):
                         raise StageFailed(cause.stage, cause.key, cause.message) from None
                     raise RuntimeError(f"stage {tid} failed on Ray: {exc}") from None
+                if part is not None and part != MERGE:  # a part: the merge follows the last
+                    parts_left[tid] -= 1
+                    log(f"{tid} [part {part + 1}/{counts[tid]}]: "
+                        f"{'published' if did_run else 'cached'} ({seconds:.1f} s)")  # fmt: skip
+                    if parts_left[tid] == 0:
+                        submit(graph.tasks[tid], MERGE)
+                    continue
                 published.add(tid)
                 if did_run:
                     ran.append(tid)
@@ -299,7 +389,7 @@ def make_executor(
     if name == "local":
         if address is not None:
             raise ValueError("--address needs --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(resources=resources)
     if name == "ray":
         return RayExecutor(address, resources=resources)
     raise ValueError(f"unknown executor {name!r}: choose local or ray")

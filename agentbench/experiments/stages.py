@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentbench.experiments.code_hash import code_hash
 from agentbench.experiments.executor import StageTask, current_graph, execute_task
+from agentbench.experiments.shard import ShardedBody, WholeBody
 from agentbench.experiments.store import StageStore, stage_key
 from agentbench.experiments.suite import (
     CellConfig,
@@ -117,8 +118,10 @@ def base_policy(model: str) -> PolicyRef:
 
 STAGE_VERSIONS = {
     "teacher": 2,  # 2: adapters train on length-grouped batches
-    "rollouts": 2,  # 2: an episode that outgrows the context is scored, not an infra failure
-    "evaluate": 2,  # 2: as rollouts
+    # 3: trajectories in episode-index order (they were in finishing order), so that a
+    # sharded stage writes the same file as an unsharded one
+    "rollouts": 3,  # 2: an episode that outgrows the context is scored, not an infra failure
+    "evaluate": 3,  # 2: as rollouts
     "sanitize": 1,
     "distill": 2,  # 2: length-grouped batches
     "generate": 1,  # the single-turn trait stages (trait_stages)
@@ -137,11 +140,13 @@ def _run(
     inputs: dict[str, str],
     body: Callable[[Path, dict[str, Any]], None],
     log: Log,
+    sharded: ShardedBody | None = None,
 ) -> StageResult:
     """Run (or reuse) a stage now; inside `executor.collecting(graph)`, add it to the graph
-    and return where it will be (the executor publishes it later)."""
+    and return where it will be (the executor publishes it later). `sharded`: the stage's
+    work as parts, where executors may shard it."""
     key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs, code=code_hash(stage))
-    task = StageTask(stage, key, config, inputs, body)
+    task = StageTask(stage, key, config, inputs, body, sharded=sharded)
     graph = current_graph()
     if graph is not None:
         graph.add(task)
@@ -244,39 +249,105 @@ def instances_for(family: str, split: str, n: int, env_id: str) -> list[Any]:
     return out
 
 
-# A stage killed part-way starts its episodes over rather than resuming the trajectory file:
-# batched generation is reproducible for the same batches, but a resumed stage would batch
-# the remaining episodes differently, and float rounding under other padding can flip a
-# sampled token. Finished stages are never redone, so a kill costs at most one stage.
-def _rollout_body(
-    policy: PolicyRef, settings: RolloutSettings, families: tuple[str, ...], env_id: str,
-    seed: int, sandbox: str, progress: bool,
-) -> Callable[[Path, dict[str, Any]], None]:  # fmt: skip
-    def body(work: Path, extras: dict[str, Any]) -> None:
+# A stage (or a part) killed part-way starts its episodes over rather than resuming the
+# trajectory file: batched generation is reproducible for the same batches, but a resumed
+# stage would batch the remaining episodes differently, and float rounding under other
+# padding can flip a sampled token. Finished stages and parts are never redone.
+@dataclass(frozen=True)
+class RolloutEpisodes:
+    """The episodes of a rollouts or evaluate stage, runnable whole or by part
+    (`agentbench.experiments.shard.ShardedBody`). Episode `i` is the `i`-th job of
+    `jobs()`; trajectories.jsonl holds them in that order, whatever the number of parts.
+    `metrics`: also write metrics.json (evaluate)."""
+
+    policy: Any
+    """A `PolicyRef`, or anything with `identity`, `build(batch_size)` and `model_dump()`."""
+    settings: RolloutSettings
+    families: tuple[str, ...]
+    env_id: str
+    seed: int
+    sandbox: str = "bwrap"
+    progress: bool = False
+    metrics: bool = False
+
+    @property
+    def tag(self) -> str:
+        return str(self.policy.identity).replace("/", "_")
+
+    def jobs(self) -> list[Any]:
+        """Every episode of the stage, in episode-index order (deterministic)."""
+        from agentbench.rollouts import make_jobs
+
+        st = self.settings
+        instances = [i for f in self.families
+                     for i in instances_for(f, st.split, st.n, self.env_id)]  # fmt: skip
+        return make_jobs(instances, [self.env_id], st.repeats)
+
+    def max_parts(self) -> int:
+        return self.settings.n * self.settings.repeats * max(1, len(self.families))
+
+    def run_part(self, index: int, count: int, out: Path) -> dict[str, Any]:
+        from agentbench.experiments.shard import part_bounds
         from agentbench.policies.base import SamplingParams
-        from agentbench.rollouts import make_jobs, run_rollouts
+        from agentbench.rollouts import run_rollouts
 
-        instances = [
-            i for f in families for i in instances_for(f, settings.split, settings.n, env_id)
-        ]
-        jobs = make_jobs(instances, [env_id], settings.repeats)
-        params = SamplingParams(
-            temperature=settings.temperature, max_new_tokens=settings.max_new_tokens, seed=seed,
-            constrained=settings.constrained,
-        )  # fmt: skip
-        built = policy.build(batch_size=settings.parallel)
-        try:
-            summary = run_rollouts(
-                built, jobs, out_path=work / TRAJECTORIES, parallel=settings.parallel,
-                sandbox=sandbox, params=params, max_steps=settings.max_steps, resume=False,
-                progress=progress, policy_tag=policy.identity.replace("/", "_"),
+        jobs = self.jobs()
+        first, end = part_bounds(len(jobs), index, count)
+        mine = jobs[first:end]
+        path = out / TRAJECTORIES
+        path.touch()
+        if mine:
+            st = self.settings
+            params = SamplingParams(
+                temperature=st.temperature, max_new_tokens=st.max_new_tokens, seed=self.seed,
+                constrained=st.constrained,
             )  # fmt: skip
-        finally:
-            built.close()
-        extras["episodes"] = summary.jobs
-        extras["policy"] = policy.model_dump()
+            built = self.policy.build(batch_size=st.parallel)
+            try:
+                run_rollouts(
+                    built, mine, out_path=path, parallel=st.parallel, sandbox=self.sandbox,
+                    params=params, max_steps=st.max_steps, resume=False,
+                    progress=self.progress, policy_tag=self.tag,
+                )  # fmt: skip
+            finally:
+                built.close()
+        _order_lines(path, [job.episode_id(self.tag) for job in mine])
+        return {"episodes": [first, end]}
 
-    return body
+    def merge(self, parts: Sequence[Path], work: Path, extras: dict[str, Any]) -> None:
+        expected = [job.episode_id(self.tag) for job in self.jobs()]
+        out = work / TRAJECTORIES
+        with open(out, "wb") as handle:
+            for part in parts:
+                handle.write((part / TRAJECTORIES).read_bytes())
+        found = [json.loads(line)["episode_id"] for line in out.read_bytes().splitlines()]
+        if found != expected:
+            raise RuntimeError(
+                f"the merged parts hold {len(found)} episode(s), not the stage's "
+                f"{len(expected)} in episode order (a part holds episodes not its own)"
+            )
+        extras["episodes"] = len(expected)
+        extras["policy"] = self.policy.model_dump()
+        if self.metrics:
+            from agentbench.experiments.metrics import arm_metrics
+            from agentbench.rollouts import read_trajectories
+
+            metrics = arm_metrics(read_trajectories(out))
+            (work / METRICS).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+
+
+def _order_lines(path: Path, episode_ids: list[str]) -> None:
+    """Rewrite a trajectory file in `episode_ids` order (the engine writes episodes as they
+    finish), keeping each line's bytes. Raises RuntimeError when the file does not hold
+    exactly those episodes."""
+    lines = {json.loads(line)["episode_id"]: line
+             for line in path.read_bytes().splitlines(keepends=True)}  # fmt: skip
+    if sorted(lines) != sorted(episode_ids):
+        missing = sorted(set(episode_ids) - set(lines))[:3]
+        raise RuntimeError(f"{path} does not hold its episodes (missing e.g. {missing})")
+    tmp = path.with_name(path.name + ".ordered")
+    tmp.write_bytes(b"".join(lines[i] for i in episode_ids))
+    os.replace(tmp, path)
 
 
 def rollouts_stage(
@@ -284,10 +355,11 @@ def rollouts_stage(
     *, sandbox: str = "bwrap", progress: bool = False, log: Log,
 ) -> StageResult:  # fmt: skip
     """The policy's episodes on training tasks (the teacher's data)."""
-    families = settings.families
     config = {"settings": settings.model_dump(mode="json"), "env": env_id, "seed": seed}
-    body = _rollout_body(policy, settings, families, env_id, seed, sandbox, progress)
-    return _run(store, "rollouts", config, {"policy": policy.identity}, body, log)
+    episodes = RolloutEpisodes(policy, settings, settings.families, env_id, seed, sandbox,
+                               progress)  # fmt: skip
+    return _run(store, "rollouts", config, {"policy": policy.identity}, WholeBody(episodes),
+                log, sharded=episodes)  # fmt: skip
 
 
 def evaluate_stage(
@@ -295,9 +367,6 @@ def evaluate_stage(
     env_id: str, seed: int, *, sandbox: str = "bwrap", progress: bool = False, log: Log,
 ) -> StageResult:  # fmt: skip
     """The policy on the probes (every arm on the same instances); writes metrics.json."""
-    from agentbench.experiments.metrics import arm_metrics
-    from agentbench.rollouts import read_trajectories
-
     config = {
         # mde only chose n (a planning figure): the episodes, and so the key, leave it out
         "settings": settings.model_dump(mode="json", exclude={"mde", "mde_baseline"}),
@@ -305,14 +374,10 @@ def evaluate_stage(
         "env": env_id,
         "seed": seed,
     }
-    roll = _rollout_body(policy, settings, families, env_id, seed, sandbox, progress)
-
-    def body(work: Path, extras: dict[str, Any]) -> None:
-        roll(work, extras)
-        metrics = arm_metrics(read_trajectories(work / TRAJECTORIES))
-        (work / METRICS).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
-
-    return _run(store, "evaluate", config, {"policy": policy.identity}, body, log)
+    episodes = RolloutEpisodes(policy, settings, families, env_id, seed, sandbox, progress,
+                               metrics=True)  # fmt: skip
+    return _run(store, "evaluate", config, {"policy": policy.identity}, WholeBody(episodes),
+                log, sharded=episodes)  # fmt: skip
 
 
 # -- sanitize and distill --------------------------------------------------------------------

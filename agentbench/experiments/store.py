@@ -176,6 +176,17 @@ class StageStore:
             removed += 1
         return removed
 
+    def remove_scratch(self, stage: str, name: str) -> None:
+        """Remove `<stage>/<name>`, temporary data of a published stage (its shard parts),
+        here and in a remote store. Never call it on a stage's own folder."""
+        if name in ("", ".", "..") or "/" in name:
+            raise ValueError(f"not a scratch folder name: {name!r}")
+        shutil.rmtree(self.root / stage / name, ignore_errors=True)
+        if self.remote:
+            target = "/".join((self.remote_root, stage, name))
+            if self.fs.exists(target):
+                self.fs.rm(target, recursive=True)
+
     @contextmanager
     def build(
         self, stage: str, key: str, config: Any, inputs: dict[str, str]

@@ -32,7 +32,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -339,6 +339,10 @@ class StageResources(_Strict):
     gpus: float = Field(0.0, ge=0)
     """Fractions share a GPU between stages (e.g. 0.5: two evaluations on one GPU)."""
     memory_gb: float | None = Field(None, gt=0)
+    shards: Annotated[int, Field(ge=1, le=10_000, strict=True)] | Literal["auto"] = 1
+    """rollouts and evaluate only: run each such stage as this many parts (each a task with
+    these requests and its own sandboxes), merged in episode-index order; "auto": as many as
+    the Ray cluster runs at once. The results do not depend on it."""
 
 
 class Suite(_Strict):
@@ -384,7 +388,18 @@ class Suite(_Strict):
         return self
 
     resources: dict[StageKind, StageResources] = Field(default_factory=dict)
-    """Per stage kind, what a Ray executor requests for each stage (CPUs, GPUs, memory)."""
+    """Per stage kind, what a Ray executor requests for each stage (CPUs, GPUs, memory), and
+    how many parts a rollouts or evaluate stage is split into (`shards`)."""
+
+    @model_validator(mode="after")
+    def _shards_where_episodes(self) -> Suite:
+        for kind, request in self.resources.items():
+            if request.shards != 1 and kind not in ("rollouts", "evaluate"):
+                raise ValueError(
+                    f"resources.{kind}.shards: only rollouts and evaluate stages can be "
+                    "sharded (their episodes are independent)"
+                )
+        return self
 
 
 MLP_CELL_KEYS = ("seeds", "sweep", "init")
