@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rich.console import Console
 from rich.markup import escape
 
+from agentbench.errors import DataError
 from agentbench.experiments.results import ARMS, RESULTS_SCHEMA_VERSION, Aggregate, Results
 
 ALPHA = 0.05
@@ -116,8 +117,9 @@ HOW_TO_READ = (
 )
 
 
-class ReportError(ValueError):
-    """Bad input for a report: names the file or field and what to do."""
+class ReportError(DataError, ValueError):
+    """Raised for bad input to a report (results.json, a plot request): names the file or field
+    and what to do."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentbench.errors import InfrastructureError
 
-class SubmitError(RuntimeError):
-    """The upload failed; the message says why (server's reason, connection, file)."""
+
+class SubmitError(InfrastructureError, RuntimeError):
+    """Raised when the upload failed; the message says why (server's reason, connection, file)."""
 
 
 def _chunks(
