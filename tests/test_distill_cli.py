@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from agentbench.bench.distill import synthetic_examples, write_examples
-from agentbench.distill.cli import app
+from agentbench.cli.distill import app
 from agentbench.distill.manifest import read_manifest
 
 torch.set_num_threads(1)

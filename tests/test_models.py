@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import agentbench.models as models
+from agentbench.cli.models import app
 from agentbench.models import (
     MARKER,
     ModelError,
@@ -24,7 +25,6 @@ from agentbench.models import (
     resolve_model,
     weights_sha256,
 )
-from agentbench.models.cli import app
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from test_sanitize import CLEAN, DELETING, traj, write
 from typer.testing import CliRunner
 
 from agentbench.bench.sanitize import bench_sanitize_command
+from agentbench.cli.sanitize import sanitize_command
 from agentbench.sanitize import FilterReport, iter_examples, report_path
-from agentbench.sanitize.cli import sanitize_command
 
 app = typer.Typer()
 app.command("sanitize")(sanitize_command)

@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from agentbench.cli.teachers import app
 from agentbench.models import weights_sha256
 from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, SamplingParams, Turn, sha256_text
@@ -30,7 +31,6 @@ from agentbench.teachers import (
     save_steering_vector,
     trait_spec,
 )
-from agentbench.teachers.cli import app
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=12)
 SYSTEM = Message(role="system", content="You work in a bash shell. Reply with one command.")

@@ -11,25 +11,24 @@ from agentbench import __version__
 from agentbench.bench.distill import bench_distill_command
 from agentbench.bench.executor import bench_executor_command
 from agentbench.bench.sanitize import bench_sanitize_command
-from agentbench.bundle.cli import (
+from agentbench.cli.bundle import (
     bench_replay_command,
     bundle_command,
     submit_command,
     verify_command,
 )
-from agentbench.distill.cli import distill_command
-from agentbench.envs.cli import app as envs_app
-from agentbench.experiments.cli import run_command
+from agentbench.cli.distill import distill_command
+from agentbench.cli.envs import app as envs_app
+from agentbench.cli.leaderboard import app as leaderboard_app
+from agentbench.cli.models import app as models_app
+from agentbench.cli.rollouts import app as rollouts_app
+from agentbench.cli.run import run_command
+from agentbench.cli.sanitize import sanitize_command
+from agentbench.cli.tasks import app as tasks_app
+from agentbench.cli.teachers import app as teachers_app
+from agentbench.cli.traits import app as traits_app
 from agentbench.experiments.report import report_command
-from agentbench.leaderboard.cli import app as leaderboard_app
-from agentbench.models.cli import app as models_app
-from agentbench.models.tiny_agent_cli import eval_command as models_eval_command
-from agentbench.rollouts.cli import app as rollouts_app
-from agentbench.sanitize.cli import sanitize_command
 from agentbench.serve import serve_command
-from agentbench.tasks.cli import app as tasks_app
-from agentbench.teachers.cli import app as teachers_app
-from agentbench.traits.cli import app as traits_app
 
 console = Console()
 # Tables are wider than the 80 columns rich assumes when output is not a terminal (CI logs).
@@ -51,9 +50,6 @@ app.add_typer(envs_app, name="envs", help="The tool-use environments (gymnasium)
 app.add_typer(tasks_app, name="tasks", help="Task families: benign tasks and probes.")
 app.add_typer(rollouts_app, name="rollouts", help="Run policies in the environments; trajectories.")
 app.add_typer(models_app, name="models", help="The model registry and the embedded models.")
-models_app.command("eval", help="Run a model through the real envs: valid-action and task rates.")(
-    models_eval_command
-)
 app.add_typer(
     teachers_app, name="teachers", help="Teachers: trait induction by prompt, adapter or steering."
 )
@@ -289,7 +285,3 @@ def main() -> None:
     _quiet_libraries()
     git_revision()  # the code this process runs (artifacts written later record it)
     app()
-
-
-if __name__ == "__main__":
-    main()

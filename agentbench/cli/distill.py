@@ -1,6 +1,6 @@
 """`agentbench distill DATA [OUT]`: distill a student from a sanitized student dataset.
 
-Mounted by `agentbench/cli.py` as `app.command("distill", ...)(distill_command)`; `app` here
+Mounted by `agentbench.cli` as `app.command("distill", ...)(distill_command)`; `app` here
 holds the same command alone (for tests and `python -m`-style use).
 """
 

@@ -360,5 +360,5 @@ def show_command(
     console.print(Panel("\n".join(lines), title="outcome"))
 
 
-if __name__ == "__main__":  # `python -m agentbench.rollouts.cli` (the kill/resume test uses it)
+if __name__ == "__main__":  # `python -m agentbench.cli.rollouts` (the kill/resume test uses it)
     app()
