@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from agentbench.experiments.executor import LocalExecutor, RayExecutor, StageGraph, StageTask
 from agentbench.experiments.store import StageStore
 
@@ -127,17 +125,3 @@ def render(bench: ExecutorBench) -> str:
         f" local {bench.local_suite_s:.1f} s, Ray on 2 workers {bench.ray_suite_s:.1f} s;"
         f" speed-up x{bench.speedup:.2f} (ideal x2.00)",
     ])  # fmt: skip
-
-
-def bench_executor_command(
-    n: int = typer.Option(20, min=1, help="Empty stages timed for the per-stage overhead."),
-    cells: int = typer.Option(4, min=1, help="Cells (independent chains) of the suite."),
-    work_s: float = typer.Option(2.0, min=0.01, help="CPU seconds of a model stage."),
-) -> None:
-    """Ray's per-stage overhead against local, and the speed-up of a 4-cell suite on 2
-    workers."""
-    try:
-        print(render(run_executor_bench(n, cells, work_s)))
-    except (ImportError, RuntimeError) as exc:
-        print(f"error: {exc}")
-        raise typer.Exit(1) from None
