@@ -46,7 +46,7 @@ EXPECTED = {
     "distill.sft:DistillError": (ConfigError, RuntimeError),
     "teachers.steering:SteeringError": (ConfigError, ValueError),
     "teachers.config:TeacherConfigError": (ConfigError, ValueError),
-    "leaderboard.client:SubmitError": (InfrastructureError, RuntimeError),
+    "leaderboard.client:SubmitError": (AgentbenchError, RuntimeError),
     "leaderboard.service:AuthError": (ConfigError, PermissionError),
     "leaderboard.service:NotFound": (DataError, LookupError),
 }

@@ -175,5 +175,5 @@ def test_cli_list_and_build(monkeypatch: pytest.MonkeyPatch) -> None:
     assert weights_sha256(model_dir("fake")) in built.output.replace("\n", "")
     assert is_built("fake")
     unknown = runner.invoke(app, ["build", "nope"])
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a config error
     assert "unknown model" in unknown.output

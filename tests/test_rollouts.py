@@ -230,7 +230,7 @@ def _count_lines(path: Path) -> int:
 
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-m", "agentbench.cli.rollouts", "run", *CLI_ARGS,
+    cmd = [sys.executable, "-m", "agentbench.cli", "rollouts", "run", *CLI_ARGS,
            "--parallel", "1", "--no-progress", "--out", str(out)]  # fmt: skip
     jobs = make_jobs(iter_instances("benign", "eval", 14))
     total = len(jobs)

@@ -12,12 +12,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from agentbench.models import ModelError, build_model, is_built, list_models, model_dir
+from agentbench.cli.boundary import App, config_errors
+from agentbench.models import build_model, is_built, list_models, model_dir
 
 console = Console()
-app = typer.Typer(
-    help="The model registry: names -> local model directories.", no_args_is_help=True
-)
+app = App(help="The model registry: names -> local model directories.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -45,11 +44,7 @@ def build_command(
     from agentbench.models import model_weights_sha256
 
     started = time.perf_counter()
-    try:
-        path = build_model(name, force=force)
-    except ModelError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    path = build_model(name, force=force)  # ModelError: a config error
     console.print(f"{name}: {path} ({time.perf_counter() - started:.1f} s)")
     console.print(f"weights sha256: {model_weights_sha256(path)}")
 
@@ -74,7 +69,7 @@ def eval_command(
     and environment."""
     from agentbench.models.tiny_agent import EVAL_FAMILIES, evaluate
 
-    try:
+    with config_errors():  # ModelError keeps its kind; an unknown family is a ValueError
         results = evaluate(
             name,
             n=n,
@@ -86,9 +81,6 @@ def eval_command(
             constrained=constrained,
             progress=not as_json,
         )
-    except (ModelError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -132,7 +132,8 @@ class LeakError(SanitizeError, DataError):
         self.term = term
         self.context = context
         super().__init__(
-            f"{path}:{line}: banned term {term!r} in example {example_id or '?'}: {context!r}"
+            f"leak check failed, no output written: {path}:{line}: banned term {term!r} in "
+            f"example {example_id or '?'}: {context!r}"
         )
 
 
