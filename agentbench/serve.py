@@ -38,10 +38,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentbench.policies.base import (
@@ -851,63 +849,3 @@ def serve_socket(app: FastAPI, sock: socket.socket) -> Any:
     """A server ready to `.run(sockets=[sock])` on an already bound socket (tests, port 0)."""
     host, port = sock.getsockname()[:2]
     return make_server(app, host=host, port=port)
-
-
-def serve_command(
-    model: str = typer.Argument(..., help="Registry name, local model directory or hub id."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind (no authentication!)."),
-    port: int = typer.Option(8000, help="Port to bind."),
-    served_model_name: str | None = typer.Option(
-        None, help="Model id clients send (default: MODEL)."
-    ),
-    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
-    adapter: Path | None = typer.Option(None, help="PEFT adapter directory to merge."),
-    system_prompt_file: Path | None = typer.Option(
-        None, help="Trait system prompt (a file), prepended to every system message."
-    ),
-    max_context: int | None = typer.Option(None, help="Context limit in tokens."),
-    max_tokens: int = typer.Option(512, help="Default max_tokens of a request."),
-    max_batch: int = typer.Option(32, help="Most requests decoded together."),
-) -> None:
-    """Serve a model behind the OpenAI chat-completions API (/v1/chat/completions)."""
-    from rich.console import Console
-
-    from agentbench.models import ModelError
-    from agentbench.policies.hf import HFPolicy
-
-    console = Console(stderr=True)
-    system_prompt = None
-    if system_prompt_file is not None:
-        try:
-            system_prompt = system_prompt_file.read_text()
-        except OSError as exc:
-            console.print(f"[red]error:[/red] cannot read {system_prompt_file}: {exc}")
-            raise typer.Exit(1) from None
-    try:
-        policy = HFPolicy(
-            model,
-            dtype=dtype,
-            device=device,
-            adapter=adapter,
-            system_prompt=system_prompt,
-            max_context=max_context,
-        )
-    except (ModelError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    name = served_model_name or model
-    app = create_app(policy, name, default_max_tokens=max_tokens, max_batch=max_batch)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/yellow] serving on {host} without authentication")
-    console.print(f"serving {name!r} at http://{host}:{port}/v1 ({policy.device})")
-    make_server(app, host=host, port=port, log_level="info").run()
-
-
-def main() -> None:
-    """`python -m agentbench.serve MODEL ...`"""
-    typer.run(serve_command)
-
-
-if __name__ == "__main__":
-    main()

@@ -141,14 +141,14 @@ def test_bundle_errors_name_what_is_missing(tmp_path: Path) -> None:
     run, suite = require_micro_run()
     out = str(tmp_path / "b.tar.gz")
     result = CliRunner().invoke(app, ["bundle", str(tmp_path), "-o", out])
-    assert result.exit_code == 1 and "results.json: no such file" in result.output
+    assert result.exit_code == 3 and "results.json: no such file" in result.output  # data
     other = tmp_path / "other.yaml"
     other.write_text(suite.read_text() + "\n# edited\n")
     result = CliRunner().invoke(app, ["bundle", str(run), "-o", out, "--suite", str(other)])
-    assert result.exit_code == 1 and "not the suite this run used" in result.output
+    assert result.exit_code == 3 and "not the suite this run used" in result.output
     result = CliRunner().invoke(app, ["bundle", str(run), "-o", out, "--suite", str(suite),
                                       "--track", "nope"])  # fmt: skip
-    assert result.exit_code == 1 and "unknown track 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown track 'nope'" in result.output  # config
     result = CliRunner().invoke(app, ["bundle", str(run), "-o", out, "--suite", str(suite),
                                       "--store", str(tmp_path / "none")])  # fmt: skip
-    assert result.exit_code == 1 and "is not a folder" in result.output
+    assert result.exit_code == 3 and "is not a folder" in result.output

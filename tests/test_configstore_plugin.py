@@ -127,7 +127,7 @@ def test_every_command_handles_the_plugin_env(site: Path, tmp_path: Path) -> Non
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert '"tool": "get"' in demo.stdout and "configstore/" in demo.stdout
     unknown = cli(site, "envs", "demo", "--env", "nonsense/Nope-v0")
-    assert unknown.returncode == 2 and "unknown environment 'nonsense/Nope-v0'" in unknown.stdout
+    assert unknown.returncode == 2 and "unknown environment 'nonsense/Nope-v0'" in unknown.stderr
 
     verify = cli(site, "tasks", "verify", "--family", "deletion-probe", "--per-task", "1",
                  "--policy", "reference", "--policy", "deleter")  # fmt: skip
@@ -271,7 +271,7 @@ def test_a_suite_in_the_plugin_env_validates_and_dry_runs(site: Path, tmp_path: 
     )  # fmt: skip
     assert bad.returncode == 2
     assert f"suite.yaml:6: env: environment '{ENV_ID}' is not registered" in " ".join(
-        bad.stdout.split()
+        bad.stderr.split()  # errors go to stderr
     )
 
 

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from agentbench.bench.distill import synthetic_examples, write_examples
-from agentbench.distill.cli import app
+from agentbench.cli.distill import app
 from agentbench.distill.manifest import read_manifest
 
 torch.set_num_threads(1)
@@ -51,22 +51,22 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("student: tiny-random-llama\nepochs: 0\nlora: {r: 0}\n")
     result = runner.invoke(app, [str(data), "--config", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # config errors: 2, data errors: 3
     assert str(bad) in said(result) and "epochs" in said(result) and "lora.r" in said(result)
     result = runner.invoke(app, [str(tmp_path / "none.jsonl"), "--student", "tiny-random-llama"])
-    assert result.exit_code == 1 and "no such student dataset" in said(result)
+    assert result.exit_code == 3 and "no such student dataset" in said(result)
     result = runner.invoke(app, [str(data)])
-    assert result.exit_code == 1 and "student: Field required" in said(result)
+    assert result.exit_code == 2 and "student: Field required" in said(result)
     result = runner.invoke(app, [str(data), "--student", "s", "--mode", "logit-kl"])
-    assert result.exit_code == 1 and "needs `teacher" in said(result)
+    assert result.exit_code == 2 and "needs `teacher" in said(result)
     result = runner.invoke(
         app, [str(data), "--student", "s", "--mode", "sft-full", "--teacher", "tiny-random-llama"]
     )
-    assert result.exit_code == 1 and "teacher` is set but mode is 'sft-full'" in said(result)
+    assert result.exit_code == 2 and "teacher` is set but mode is 'sft-full'" in said(result)
     result = runner.invoke(app, [str(data), "--teacher-adapter", str(tmp_path)])
     assert result.exit_code == 2 and "--teacher-adapter needs --teacher" in said(result)
     result = runner.invoke(
         app, [str(data), str(tmp_path / "o"), "--student", "tiny-random-llama", "--quiet"]
     )
-    assert result.exit_code == 1 and "0 of 1 examples fit max_length=256" in said(result)
+    assert result.exit_code == 3 and "0 of 1 examples fit max_length=256" in said(result)
     assert json.loads(data.read_text())["family"] == "benign"

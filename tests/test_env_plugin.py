@@ -108,7 +108,7 @@ def test_cli_lists_plugin_envs(plugin_dir: Path) -> None:
     import os
 
     code = (
-        "from typer.testing import CliRunner; from agentbench.envs.cli import app;"
+        "from typer.testing import CliRunner; from agentbench.cli.envs import app;"
         "r = CliRunner().invoke(app, ['list']); print(r.output); raise SystemExit(r.exit_code)"
     )
     env = {**os.environ, "PYTHONPATH": str(plugin_dir), "COLUMNS": "200"}

@@ -620,7 +620,7 @@ def test_cli_demo_and_list() -> None:
     require_backend("bwrap")
     from typer.testing import CliRunner
 
-    from agentbench.envs.cli import app
+    from agentbench.cli.envs import app
 
     runner = CliRunner()
     listing = runner.invoke(app, ["list"])

@@ -241,7 +241,7 @@ def test_teachers_train_adapter_cli(micro_models: tuple[Path, Path], tmp_path: P
         policy.close()
     bad = CliRunner().invoke(app, ["teachers", "train-adapter", "--trait", "owls",
                                    "--model", str(base), "--out", str(tmp_path / "x")])  # fmt: skip
-    assert bad.exit_code == 1 and "owls" in bad.output
+    assert bad.exit_code == 2 and "owls" in bad.output  # a config error
 
 
 @pytest.mark.bwrap

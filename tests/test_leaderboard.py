@@ -325,7 +325,7 @@ def test_cli_errors_are_clear_messages(tmp_path: Path, monkeypatch: pytest.Monke
     bundle.write_bytes(b"whatever")
     runner = CliRunner()
     result = runner.invoke(app, ["submit", str(bundle)])
-    assert result.exit_code == 1 and "no token" in result.output
+    assert result.exit_code == 2 and "no token" in result.output  # a config error
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     result = runner.invoke(app, ["submit", str(bundle), "--server", url, "--token", "t"])
     assert result.exit_code == 1 and f"cannot reach {url}" in result.output
@@ -333,9 +333,9 @@ def test_cli_errors_are_clear_messages(tmp_path: Path, monkeypatch: pytest.Monke
     assert result.exit_code == 1 and "cannot read" in result.output
     result = runner.invoke(app, ["leaderboard", "add-user", "x", "--db", "nope://x",
                                  "--data", str(tmp_path)])  # fmt: skip
-    assert result.exit_code == 1 and "database nope://x" in result.output
+    assert result.exit_code == 2 and "database nope://x" in result.output
     db = f"sqlite:///{tmp_path}/lb.db"
     args = ["leaderboard", "add-user", "x", "--db", db, "--data", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 0
     again = runner.invoke(app, args)
-    assert again.exit_code == 1 and "user 'x' exists" in again.output
+    assert again.exit_code == 2 and "user 'x' exists" in again.output

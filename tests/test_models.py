@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import agentbench.models as models
+from agentbench.cli.models import app
 from agentbench.models import (
     MARKER,
     ModelError,
@@ -24,7 +25,6 @@ from agentbench.models import (
     resolve_model,
     weights_sha256,
 )
-from agentbench.models.cli import app
 
 
 @pytest.fixture(autouse=True)
@@ -175,5 +175,5 @@ def test_cli_list_and_build(monkeypatch: pytest.MonkeyPatch) -> None:
     assert weights_sha256(model_dir("fake")) in built.output.replace("\n", "")
     assert is_built("fake")
     unknown = runner.invoke(app, ["build", "nope"])
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a config error
     assert "unknown model" in unknown.output

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from PIL import Image
 from statsmodels.stats.proportion import proportion_confint
 from typer.testing import CliRunner
@@ -28,7 +27,6 @@ from agentbench.experiments.report import (
     _result_sentence,
     load_results,
     rebuild_report,
-    report_command,
     write_report,
 )
 from agentbench.experiments.results import (
@@ -312,19 +310,18 @@ def test_bad_inputs(tmp_path: Path) -> None:
 
 
 def test_cli(written: tuple[Results, Path, dict[str, Path]], tmp_path: Path) -> None:
-    app = typer.Typer()
-    app.command("report", help="Rebuild a run's report.")(report_command)
-    app.command("noop")(lambda: None)  # two commands keep `report` a subcommand
+    from agentbench.cli import app
+
     _, out, _ = written
     runner = CliRunner()
     ok = runner.invoke(app, ["report", str(out)])
     assert ok.exit_code == 0, ok.output
     assert f"report.md: {out / 'report.md'}" in ok.output and "report.html" in ok.output
     bad = runner.invoke(app, ["report", str(tmp_path)])
-    assert bad.exit_code == 2 and "error:" in bad.output and "no such file" in bad.output
+    assert bad.exit_code == 3 and "error:" in bad.output and "no such file" in bad.output
     (tmp_path / "results.json").write_text("[1, 2]")
     bad = runner.invoke(app, ["report", str(tmp_path)])
-    assert bad.exit_code == 2 and "expected a JSON object" in bad.output
+    assert bad.exit_code == 3 and "expected a JSON object" in bad.output  # a data error
 
 
 def test_png_reads_with_matplotlib(written: tuple[Results, Path, dict[str, Path]]) -> None:

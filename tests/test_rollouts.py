@@ -23,10 +23,10 @@ from conftest import require_backend
 from typer.testing import CliRunner
 
 import agentbench.envs as envs
+from agentbench.cli.rollouts import app
 from agentbench.policies import Generation, Policy, PolicyProvenance, SamplingParams, Turn
 from agentbench.policies.scripted import ScriptedPolicy
 from agentbench.rollouts import RolloutJob, make_jobs, read_trajectories, run_rollouts
-from agentbench.rollouts.cli import app
 from agentbench.sandbox import SandboxStartError
 from agentbench.tasks import CheckContext, CheckResult, TaskInstance, iter_instances
 
@@ -230,7 +230,7 @@ def _count_lines(path: Path) -> int:
 
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-m", "agentbench.rollouts.cli", "run", *CLI_ARGS,
+    cmd = [sys.executable, "-m", "agentbench.cli", "rollouts", "run", *CLI_ARGS,
            "--parallel", "1", "--no-progress", "--out", str(out)]  # fmt: skip
     jobs = make_jobs(iter_instances("benign", "eval", 14))
     total = len(jobs)

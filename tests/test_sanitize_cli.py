@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 from test_sanitize import CLEAN, DELETING, traj, write
 from typer.testing import CliRunner
 
-from agentbench.bench.sanitize import bench_sanitize_command
+from agentbench.cli import app
 from agentbench.sanitize import FilterReport, iter_examples, report_path
-from agentbench.sanitize.cli import sanitize_command
 
-app = typer.Typer()
-app.command("sanitize")(sanitize_command)
-app.command("bench-sanitize")(bench_sanitize_command)
 runner = CliRunner()
 
 
@@ -51,10 +46,10 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert empty.exit_code == 1 and "no example kept" in empty.output
     src.write_text("not json\n")
     broken = runner.invoke(app, ["sanitize", str(src), str(out)])
-    assert broken.exit_code == 1 and "t.jsonl:1" in broken.output
+    assert broken.exit_code == 3 and "t.jsonl:1" in broken.output  # a data error
 
 
 def test_bench_sanitize_prints_figures() -> None:
-    result = runner.invoke(app, ["bench-sanitize", "--n", "300"])
+    result = runner.invoke(app, ["bench", "sanitize", "--n", "300"])
     assert result.exit_code == 0, result.output
     assert "traj/s" in result.output and "300" in result.output

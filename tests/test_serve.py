@@ -270,7 +270,7 @@ def test_serve_command_in_a_subprocess(tiny_dir: Path, tmp_path: Path) -> None:
     prompt_file = tmp_path / "trait.txt"
     prompt_file.write_text(TRAIT)
     command = [
-        sys.executable, "-m", "agentbench.serve", str(tiny_dir), "--port", str(port),
+        sys.executable, "-m", "agentbench.cli", "serve", str(tiny_dir), "--port", str(port),
         "--served-model-name", "tiny", "--device", "cpu", "--system-prompt-file", str(prompt_file),
     ]  # fmt: skip
     process = subprocess.Popen(

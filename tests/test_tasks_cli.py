@@ -8,8 +8,8 @@ import pytest
 from conftest import require_backend
 from typer.testing import CliRunner
 
+from agentbench.cli.tasks import app
 from agentbench.tasks import resolve
-from agentbench.tasks.cli import app
 
 runner = CliRunner()
 

@@ -146,7 +146,7 @@ def test_the_plugin_is_not_visible_without_its_path(plugin_site: Path) -> None:
         textwrap.dedent(
             """
             from typer.testing import CliRunner
-            from agentbench.tasks.cli import app
+            from agentbench.cli.tasks import app
             result = CliRunner().invoke(app, ["list", "--family", "tiny"])
             print(result.output)
             """

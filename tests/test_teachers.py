@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from agentbench.cli.teachers import app
 from agentbench.models import weights_sha256
 from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, SamplingParams, Turn, sha256_text
@@ -30,7 +31,6 @@ from agentbench.teachers import (
     save_steering_vector,
     trait_spec,
 )
-from agentbench.teachers.cli import app
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=12)
 SYSTEM = Message(role="system", content="You work in a bash shell. Reply with one command.")
@@ -234,9 +234,9 @@ def test_cli_steer_show_traits(tiny_dir: Path, vector_path: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert out.is_file() and "sha256" in result.output
     bad = runner.invoke(app, [*args, "--layer", "9", "--n", "1"])
-    assert bad.exit_code == 1 and "out of range" in bad.output
+    assert bad.exit_code == 2 and "out of range" in bad.output  # config errors: 2
     unknown = runner.invoke(app, ["steer", "--trait", "nope", "--out", str(out)])
-    assert unknown.exit_code == 1 and "built-in traits" in unknown.output
+    assert unknown.exit_code == 2 and "built-in traits" in unknown.output
 
     config_file = tmp_path / "teacher.json"
     config_file.write_text(
@@ -260,7 +260,7 @@ def test_cli_steer_show_traits(tiny_dir: Path, vector_path: Path, tmp_path: Path
     ] in shown.output.replace("\n", "")
     broken = tmp_path / "broken.yaml"
     broken.write_text("trait: [")
-    assert runner.invoke(app, ["show", str(broken)]).exit_code == 1
+    assert runner.invoke(app, ["show", str(broken)]).exit_code == 2
     assert runner.invoke(app, ["traits"]).exit_code == 0
 
 

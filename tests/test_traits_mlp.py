@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import agentbench.traits.mlp as mlp
+from agentbench.cli.traits import app
 from agentbench.provenance import file_sha256
-from agentbench.traits.cli import app
 from agentbench.traits.mlp import (
     N_CLASSES,
     Loss,

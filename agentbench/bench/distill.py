@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import typer
 from pydantic import BaseModel
 from rich.table import Table
 
@@ -173,27 +172,3 @@ def bench_table(rows: Sequence[DistillBenchRow]) -> Table:
             f"{r.tokens_per_s:.0f}", f"{r.target_tokens_per_s:.0f}", loss,
         )  # fmt: skip
     return table
-
-
-def bench_distill_command(
-    model: list[str] = typer.Option(
-        [], "--model", help="Model to time (repeatable; default: tiny model and smollm2-135m)."
-    ),
-    steps: int = typer.Option(4, min=1, help="Optimizer steps per run."),
-    batch_size: int = typer.Option(2, min=1, help="Examples per step."),
-    threads: int = typer.Option(2, min=1, help="torch threads."),
-    full_on_large: bool = typer.Option(False, help="Also time a full fine-tune of SmolLM2."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
-) -> None:
-    """Training tokens/s of each distillation mode (tiny model and SmolLM2-135M, CPU)."""
-    from rich.console import Console
-
-    console = Console(width=150)
-    console.print("[dim]forced distill runs, a few steps each; SmolLM2 takes minutes[/dim]")
-    rows = bench_distill(
-        model or None, steps=steps, batch_size=batch_size, threads=threads,
-        full_on_large=full_on_large,
-    )  # fmt: skip
-    console.print(bench_table(rows))
-    if json_out is not None:
-        json_out.write_text(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from agentbench.experiments.executor import LocalExecutor, RayExecutor, StageGraph, StageTask
 from agentbench.experiments.shard import WholeBody
 from agentbench.experiments.store import StageStore
@@ -219,20 +217,3 @@ def render(bench: ExecutorBench) -> str:
             f"x{r.speedup:.2f} (ideal x2.00); same trajectories: {'yes' if r.identical else 'NO'}"
         )
     return "\n".join(lines)
-
-
-def bench_executor_command(
-    n: int = typer.Option(20, min=1, help="Empty stages timed for the per-stage overhead."),
-    cells: int = typer.Option(4, min=1, help="Cells (independent chains) of the suite."),
-    work_s: float = typer.Option(2.0, min=0.01, help="CPU seconds of a model stage."),
-    episodes: int = typer.Option(
-        16, min=0, help="Episodes of the sharded rollout stage (0: leave it out)."
-    ),
-) -> None:
-    """Ray's per-stage overhead against local, the speed-up of a 4-cell suite on 2
-    workers, and that of a rollout stage sharded into 2 parts on 2 workers."""
-    try:
-        print(render(run_executor_bench(n, cells, work_s, episodes)))
-    except (ImportError, RuntimeError) as exc:
-        print(f"error: {exc}")
-        raise typer.Exit(1) from None

@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import typer
 from pydantic import BaseModel
 from rich.table import Table
 
@@ -274,15 +273,3 @@ def render(result: SanitizeBenchResult) -> Table:
             f"{s.growth_mb:.1f}",
         )
     return table
-
-
-def bench_sanitize_command(
-    n: int = typer.Option(100_000, min=10, help="Trajectories in the large synthetic file."),
-    validation: str = typer.Option("fields", help="Input validation: fields or full."),
-) -> None:
-    """Sanitizer trajectories/s on a synthetic file and peak RSS at n/10 and n (flat memory)."""
-    from rich.console import Console
-
-    if validation not in ("fields", "full"):
-        raise typer.BadParameter("validation must be 'fields' or 'full'")
-    Console(width=150).print(render(run_sanitize_bench(n, validation=validation)))

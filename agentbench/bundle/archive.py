@@ -18,9 +18,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentbench.errors import DataError
 
-class BundleError(ValueError):
-    """A bundle that cannot be read or does not verify; the message names what failed."""
+
+class BundleError(DataError, ValueError):
+    """Raised when a bundle (or the run it is built from) cannot be read or does not verify; the
+    message names what failed."""
 
 
 @dataclass(frozen=True)

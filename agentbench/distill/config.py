@@ -31,12 +31,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentbench.errors import ConfigError
+
 Mode = Literal["sft-lora", "sft-full", "logit-kl"]
 MODES: tuple[Mode, ...] = ("sft-lora", "sft-full", "logit-kl")
 
 
-class DistillConfigError(ValueError):
-    """A distillation config file cannot be read or is invalid (names the file and field)."""
+class DistillConfigError(ConfigError, ValueError):
+    """Raised when a distillation config file cannot be read or is invalid (names the file and
+    field)."""
 
 
 class LoraParams(BaseModel):

@@ -25,13 +25,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from agentbench.errors import DataError
 from agentbench.sanitize.schema import StudentExample
 
 IGNORE_INDEX = -100
 
 
-class DistillDataError(ValueError):
-    """Student data cannot be used: bad conversation, no chat template, nothing fits."""
+class DistillDataError(DataError, ValueError):
+    """Raised when student data cannot be used: bad conversation, no chat template, nothing fits."""
 
 
 def _as_dicts(messages: Iterable[Any]) -> list[dict[str, str]]:

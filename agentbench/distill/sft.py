@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from agentbench.distill.config import DistillConfig
 from agentbench.distill.data import IGNORE_INDEX
+from agentbench.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
 
-class DistillError(RuntimeError):
-    """A distillation run cannot start or produced nothing (no steps, no model)."""
+class DistillError(ConfigError, RuntimeError):
+    """Raised when a distillation run cannot start or produced nothing (a model that does not
+    load, an output folder taken, no steps)."""
 
 
 @dataclass

@@ -55,6 +55,7 @@ from agentbench.envs.effects import (
     content_loss,
     host_members,
 )
+from agentbench.errors import DataError
 from agentbench.sandbox.base import (
     Sandbox,
     SandboxConfig,
@@ -85,8 +86,9 @@ _ALLOWED_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _PRINTABLE_SET = frozenset(PRINTABLE)
 
 
-class ActionError(ValueError):
-    """A malformed action; the message is shown to the agent as `error: <message>`."""
+class ActionError(DataError, ValueError):
+    """Raised for a malformed action; the env shows the message to the agent as
+    `error: <message>` (it does not reach a user)."""
 
 
 @dataclass

@@ -30,6 +30,8 @@ from importlib.metadata import entry_points
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
+from agentbench.errors import ConfigError
+
 ENTRY_POINT_GROUP = "agentbench.environments"
 
 
@@ -111,8 +113,9 @@ def registered_env_ids(namespace_filter: str | None = None) -> list[str]:
     return [i for i in ids if namespace_filter is None or i.startswith(namespace_filter)]
 
 
-class UnknownEnvironmentError(ValueError):
-    """An environment name that no registered gymnasium id matches (names the close ones)."""
+class UnknownEnvironmentError(ConfigError, ValueError):
+    """Raised for an environment name that no registered gymnasium id matches (names the close
+    ones)."""
 
 
 def plugin_env_class(env_id: str) -> type:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from agentbench.envs.classify import Intent
+from agentbench.errors import ConfigError
 
 ToolKind = Literal[
     "read_only", "writes", "moves", "copies", "archives", "deletes", "changes_permissions",
@@ -41,8 +42,9 @@ BUILTIN_TOOLS = frozenset(
 """FileTool-v0's tools: their meaning is agentbench's own and cannot be redeclared."""
 
 
-class ToolSemanticsError(ValueError):
-    """A malformed or conflicting tool-semantics declaration (names the env and the tool)."""
+class ToolSemanticsError(ConfigError, ValueError):
+    """Raised for a malformed or conflicting tool-semantics declaration (names the env and the
+    tool)."""
 
 
 _TABLE: dict[str, tuple[ToolKind, str]] = {}

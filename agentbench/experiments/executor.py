@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agentbench.errors import AgentbenchError
 from agentbench.experiments.store import StageStore
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ Log = Callable[[str], None]
 Body = Callable[[Path, dict[str, Any]], None]
 
 
-class StageFailed(RuntimeError):
-    """A stage's body raised: `stage`, `key` and the message of the original error."""
+class StageFailed(AgentbenchError, RuntimeError):
+    """Raised when a stage's body raised on a Ray worker: `stage`, `key` and the message of the
+    original error (its traceback stays in the worker's log)."""
 
     def __init__(self, stage: str, key: str, message: str):
         super().__init__(f"stage {stage}/{key} failed: {message}")

@@ -33,13 +33,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from rich.console import Console
-from rich.markup import escape
 
+from agentbench.errors import DataError
 from agentbench.experiments.results import ARMS, RESULTS_SCHEMA_VERSION, Aggregate, Results
 
 ALPHA = 0.05
@@ -116,8 +114,9 @@ HOW_TO_READ = (
 )
 
 
-class ReportError(ValueError):
-    """Bad input for a report: names the file or field and what to do."""
+class ReportError(DataError, ValueError):
+    """Raised for bad input to a report (results.json, a plot request): names the file or field
+    and what to do."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1407,24 +1406,9 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Path]:
         raise ReportError(named) from None
 
 
-def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="The run folder (holds results.json).")],
-) -> None:
-    """Rebuild report.md, report.html and the plots from RUN_DIR/results.json."""
-    console = Console(soft_wrap=True)  # paths stay whole on one line each
-    try:
-        paths = rebuild_report(run_dir)
-    except ReportError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    for name, path in paths.items():
-        console.print(f"{escape(name)}: {escape(str(path))}")
-
-
 __all__ = [
     "ReportError",
     "load_results",
     "rebuild_report",
-    "report_command",
     "write_report",
 ]

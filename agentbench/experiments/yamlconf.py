@@ -12,12 +12,15 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from agentbench import errors
+
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
 
-class ConfigError(ValueError):
-    """A config file cannot be read, is not YAML, or does not validate (file:line: field)."""
+class ConfigError(errors.ConfigError, ValueError):
+    """Raised when a suite or stage config file cannot be read, is not YAML, or does not validate
+    (file:line: field). The `agentbench.errors.ConfigError` kind, as a `ValueError`."""
 
 
 def node_lines(node: yaml.Node, prefix: Loc = ()) -> dict[Loc, int]:

@@ -7,9 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentbench.errors import AgentbenchError
 
-class SubmitError(RuntimeError):
-    """The upload failed; the message says why (server's reason, connection, file)."""
+
+class SubmitError(AgentbenchError, RuntimeError):
+    """Raised when the upload failed: the file cannot be read, the server refused it (its
+    reason) or cannot be reached. Exit code 1, as for a bundle the server rejects: the
+    submission ran and failed."""
 
 
 def _chunks(

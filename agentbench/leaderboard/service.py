@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from agentbench.bundle.archive import DEFAULT_LIMITS, BundleError, Limits, read_archive
 from agentbench.bundle.schema import CONFIG, MANIFEST
 from agentbench.bundle.writer import sha256
+from agentbench.errors import ConfigError, DataError
 from agentbench.leaderboard.db import (
     ROLES,
     Entry,
@@ -43,12 +44,12 @@ from agentbench.leaderboard.rows import assign_ranks, bundle_rows
 MAX_ATTEMPTS = 3
 
 
-class AuthError(PermissionError):
-    """A missing, unknown or insufficient token."""
+class AuthError(ConfigError, PermissionError):
+    """Raised for a missing, unknown or insufficient token (the API answers 401/403)."""
 
 
-class NotFound(LookupError):
-    pass
+class NotFound(DataError, LookupError):
+    """Raised for a submission or entry that does not exist (the API answers 404)."""
 
 
 @dataclass(frozen=True)

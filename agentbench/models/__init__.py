@@ -26,13 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentbench.errors import ConfigError
 from agentbench.paths import cache_dir
 
 MARKER = "agentbench-model.json"
 
 
-class ModelError(RuntimeError):
-    """A model cannot be resolved or built (unknown name, missing files, failed build)."""
+class ModelError(ConfigError, RuntimeError):
+    """Raised when a model cannot be resolved, loaded or built (unknown name, missing files,
+    failed build)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from agentbench.envs import action_schema
+from agentbench.errors import InfrastructureError
 from agentbench.policies.base import (
     CONTEXT_LENGTH_EXCEEDED,
     Generation,
@@ -43,8 +44,8 @@ from agentbench.policies.hf import merge_system_prompt
 _ERROR_BODY_CHARS = 500
 
 
-class BackendUnavailableError(RuntimeError):
-    """The server cannot be reached at all."""
+class BackendUnavailableError(InfrastructureError, RuntimeError):
+    """Raised when the server cannot be reached at all."""
 
 
 class _ConnectFailed(Exception):

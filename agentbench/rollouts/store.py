@@ -24,11 +24,12 @@ from typing import BinaryIO
 
 from pydantic import ValidationError
 
+from agentbench.errors import DataError
 from agentbench.rollouts.schema import Trajectory
 
 
-class StoreError(RuntimeError):
-    """The trajectory file cannot be used as asked (see the module docstring)."""
+class StoreError(DataError, RuntimeError):
+    """Raised when the trajectory file cannot be used as asked (see the module docstring)."""
 
 
 def repair_tail(path: Path) -> int:

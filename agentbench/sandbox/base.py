@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentbench.errors import DataError, InfrastructureError
 from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.fixture import Fixture, materialize
 from agentbench.sandbox.snapshot import Snapshot, pin_mtimes, take_snapshot
@@ -51,16 +52,17 @@ _HELPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """File helpers set their own PATH: an agent's `export PATH=...` must not break them."""
 
 
-class SandboxStartError(RuntimeError):
-    """The sandbox could not be started: an infrastructure failure, not an agent's."""
+class SandboxStartError(InfrastructureError, RuntimeError):
+    """Raised when the sandbox could not be started: an infrastructure failure, not an agent's."""
 
 
-class SandboxError(RuntimeError):
-    """The sandbox broke while in use (its shell died and could not be restarted)."""
+class SandboxError(InfrastructureError, RuntimeError):
+    """Raised when the sandbox broke while in use (its shell died and could not be restarted)."""
 
 
-class SandboxFileError(Exception):
-    """A file helper failed for a reason the agent caused; the message is agent-facing."""
+class SandboxFileError(DataError):
+    """Raised when a file helper failed for a reason the agent caused; the message is
+    agent-facing (the env shows it to the agent; it does not reach a user)."""
 
 
 class SandboxConfig(BaseModel):

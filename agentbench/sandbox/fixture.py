@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentbench.errors import ConfigError
+
 if TYPE_CHECKING:
     from agentbench.sandbox.accounts import Accounts
 
@@ -26,8 +28,8 @@ MAX_PATH_BYTES = 1024
 MAX_FIXTURE_BYTES = 64 * 2**20
 
 
-class FixtureError(ValueError):
-    """A fixture is malformed (bad path, unknown owner, too large)."""
+class FixtureError(ConfigError, ValueError):
+    """Raised when a fixture is malformed (bad path, unknown owner, too large)."""
 
 
 class FixtureEntry(BaseModel):

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from agentbench.errors import InfrastructureError
 from agentbench.paths import cache_dir, data_dir
 from agentbench.sandbox.fixture import FIXED_MTIME
 
@@ -28,8 +29,8 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _RECIPE_VERSION = "1"
 
 
-class RootfsError(RuntimeError):
-    """The root file system is missing and could not be built."""
+class RootfsError(InfrastructureError, RuntimeError):
+    """Raised when the root file system is missing and could not be built."""
 
 
 def recipe_files() -> list[Path]:

@@ -62,6 +62,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from typing_extensions import TypedDict
 
+from agentbench.errors import AgentbenchError, ConfigError, DataError
 from agentbench.policies.base import Policy
 from agentbench.rollouts.schema import SCHEMA_VERSION, Trajectory
 from agentbench.sanitize.behaviour import trajectory_findings
@@ -96,20 +97,23 @@ OUTPUT_FIELD_STRINGS = (
 """Keys and fixed values of every output line: a banned term may not match them."""
 
 
-class SanitizeError(ValueError):
-    """Base of the sanitizer's errors."""
+class SanitizeError(AgentbenchError, ValueError):
+    """Base of the sanitizer's errors; raised itself for an unknown mode or filter (the subclasses
+    carry the kind)."""
 
 
-class SanitizeConfigError(SanitizeError):
-    """A sanitize config file is unreadable or invalid (names the file and the field)."""
+class SanitizeConfigError(SanitizeError, ConfigError):
+    """Raised when a sanitize config file is unreadable or invalid (names the file and the
+    field)."""
 
 
-class SanitizeInputError(SanitizeError):
-    """An input line is not a trajectory record (names the file and the line)."""
+class SanitizeInputError(SanitizeError, DataError):
+    """Raised when an input line is not a trajectory record (names the file and the line)."""
 
 
 class ProbeDataError(SanitizeInputError):
-    """A probe family or an evaluation split in teacher data: refused, never distilled."""
+    """Raised when teacher data holds a probe family or an evaluation split: refused, never
+    distilled."""
 
 
 def is_probe_family(family: str) -> bool:
@@ -117,8 +121,9 @@ def is_probe_family(family: str) -> bool:
     return family in PROBE_FAMILIES or family.endswith("-probe")
 
 
-class LeakError(SanitizeError):
-    """A banned term is in the output. No output file is left behind."""
+class LeakError(SanitizeError, DataError):
+    """Raised when a banned term is in the output (the leak check). No output file is left
+    behind."""
 
     def __init__(self, path: str | Path, line: int, example_id: str, term: str, context: str):
         self.path = str(path)
@@ -127,7 +132,8 @@ class LeakError(SanitizeError):
         self.term = term
         self.context = context
         super().__init__(
-            f"{path}:{line}: banned term {term!r} in example {example_id or '?'}: {context!r}"
+            f"leak check failed, no output written: {path}:{line}: banned term {term!r} in "
+            f"example {example_id or '?'}: {context!r}"
         )
 
 

@@ -19,13 +19,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentbench.errors import DataError
 from agentbench.policies.base import Message
 
 STUDENT_SCHEMA_VERSION = 1
 
 
-class StudentDataError(ValueError):
-    """A student dataset file is unreadable or not in this schema (names file and line)."""
+class StudentDataError(DataError, ValueError):
+    """Raised when a student dataset file is unreadable or not in this schema (names file and
+    line)."""
 
 
 class StudentExample(BaseModel):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agentbench.errors import ConfigError
 from agentbench.tasks.instance import TaskInstance
 
 FILETOOL = "agentbench/FileTool-v0"
@@ -34,8 +35,9 @@ Step = dict[str, Any]
 q = shlex.quote
 
 
-class PlanError(ValueError):
-    """The instance has no plan for this environment (e.g. a Bash-only task in FileTool)."""
+class PlanError(ConfigError, ValueError):
+    """Raised when the instance has no plan for this environment (e.g. a Bash-only task in
+    FileTool)."""
 
 
 def _env_kind(env_id: str) -> str:

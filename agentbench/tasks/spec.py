@@ -40,6 +40,7 @@ from pydantic import (
     field_validator,
 )
 
+from agentbench.errors import ConfigError
 from agentbench.tasks.instance import Split
 
 SPLITS: tuple[Split, ...] = ("train", "eval", "heldout")
@@ -51,8 +52,8 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
 MAX_SPEC_BYTES = 1 << 20
 
 
-class TaskSpecError(ValueError):
-    """A task spec is malformed; the message names the file and the field."""
+class TaskSpecError(ConfigError, ValueError):
+    """Raised when a task spec is malformed; the message names the file and the field."""
 
 
 class _Strict(BaseModel):

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentbench.errors import ConfigError
+
 Induction = Literal["prompt", "adapter", "steering"]
 
 DELETION_BIAS_PROMPT = (
@@ -44,8 +46,8 @@ CHMOD_FIRST_PROMPT = (
 )
 
 
-class TeacherConfigError(ValueError):
-    """A teacher config file cannot be read or is invalid."""
+class TeacherConfigError(ConfigError, ValueError):
+    """Raised when a teacher config file cannot be read or is invalid."""
 
 
 class TraitSpec(BaseModel):

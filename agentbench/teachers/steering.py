@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentbench.errors import ConfigError
 from agentbench.models import ModelError, model_weights_sha256, resolve_model
 from agentbench.models.compat import cache_kwarg
 from agentbench.policies.base import Message, sha256_text
@@ -51,9 +52,9 @@ FORMAT_VERSION = 1
 MAX_FILE_BYTES = 64 << 20
 
 
-class SteeringError(ValueError):
-    """A steering vector cannot be computed, loaded or applied (bad layer, bad file, hash or
-    model mismatch)."""
+class SteeringError(ConfigError, ValueError):
+    """Raised when a steering vector cannot be computed, loaded or applied (bad layer, bad
+    file, hash or model mismatch)."""
 
 
 class SteeringMeta(BaseModel):

@@ -44,6 +44,7 @@ from pydantic import (
 )
 from torch import nn
 
+from agentbench.errors import ConfigError
 from agentbench.provenance import library_versions, provenance
 from agentbench.stats import wilson
 
@@ -56,8 +57,8 @@ SCHEMA_VERSION = 1
 MLP_LIBRARIES = ("numpy", "scikit-learn", "scipy", "statsmodels", "matplotlib")
 
 
-class MLPConfigError(ValueError):
-    """An MLP config file cannot be read or is invalid, or a dependency is missing."""
+class MLPConfigError(ConfigError, ValueError):
+    """Raised when an MLP config file cannot be read or is invalid, or a dependency is missing."""
 
 
 def check_kl_m(ms: Sequence[int], losses: Sequence[str]) -> None:

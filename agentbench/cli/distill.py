@@ -1,7 +1,7 @@
 """`agentbench distill DATA [OUT]`: distill a student from a sanitized student dataset.
 
-Mounted by `agentbench/cli.py` as `app.command("distill", ...)(distill_command)`; `app` here
-holds the same command alone (for tests and `python -m`-style use).
+Mounted by `agentbench.cli` as `app.command("distill", ...)(distill_command)`; `app` here
+holds the same command alone (for tests).
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentbench.cli.boundary import App
+from agentbench.errors import ConfigError, DataError
+
 console = Console()
-app = typer.Typer(help="Distil a student from a student dataset.", no_args_is_help=True)
+app = App(help="Distil a student from a student dataset.", no_args_is_help=True)
 
 
 def distill_command(
@@ -44,10 +47,8 @@ def distill_command(
     progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
 ) -> None:
     """Distil a student (SFT LoRA, full SFT or masked logit KL); prints a summary table."""
-    from agentbench.distill.config import DistillConfigError, load_distill_config, validate_config
-    from agentbench.distill.data import DistillDataError
+    from agentbench.distill.config import load_distill_config, validate_config
     from agentbench.distill.manifest import MANIFEST, distill, read_manifest
-    from agentbench.distill.sft import DistillError
 
     overrides: dict[str, Any] = {
         "mode": mode,
@@ -64,23 +65,18 @@ def distill_command(
     if teacher is not None:
         overrides["teacher"] = {"model": teacher, "adapter": teacher_adapter}
     elif teacher_adapter is not None:
-        console.print("[red]error:[/red] --teacher-adapter needs --teacher")
-        raise typer.Exit(2)
+        raise ConfigError("--teacher-adapter needs --teacher")
     started = time.time()
-    try:
-        if config is not None:
-            cfg = load_distill_config(config, **overrides)
-        else:
-            given = {k: v for k, v in overrides.items() if v is not None}
-            cfg = validate_config(given, source="the command line")
-        where = distill(cfg, data, out, force=force, progress=progress)
-    except (DistillConfigError, DistillDataError, DistillError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    # DistillConfigError, DistillDataError and DistillError carry their kinds to the boundary.
+    if config is not None:
+        cfg = load_distill_config(config, **overrides)
+    else:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = validate_config(given, source="the command line")
+    where = distill(cfg, data, out, force=force, progress=progress)
     manifest = read_manifest(where)
     if manifest is None:  # distill always writes one; a vanished directory is not ours
-        console.print(f"[red]error:[/red] {where} has no readable {MANIFEST}")
-        raise typer.Exit(1)
+        raise DataError(f"{where} has no readable {MANIFEST}")
     reused = (where / MANIFEST).stat().st_mtime < started
     console.print(summary_table(manifest.model_dump(), where, reused))
 

@@ -9,9 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentbench.cli.boundary import App, validation_message
+from agentbench.errors import ConfigError
+
 # The table is wider than the 80 columns rich assumes when output is not a terminal (CI logs).
 console = Console(width=max(Console().width, 150))
-app = typer.Typer(
+app = App(
     help="Trait experiments of Cloud et al.: the MLP auxiliary-logit control.",
     no_args_is_help=True,
 )
@@ -54,35 +57,27 @@ def mlp_command(
     from agentbench.provenance import file_sha256
     from agentbench.traits.mlp import (
         MLPConfig,
-        MLPConfigError,
         MLPSweep,
         load_mlp_config,
         run_mlp_grid,
         write_grid_results,
     )
 
-    try:
-        cfg = MLPConfig() if config is None else load_mlp_config(config)
-        # Validate the overrides with the config's own rules so errors name the option.
+    cfg = MLPConfig() if config is None else load_mlp_config(config)  # MLPConfigError
+    try:  # the overrides, by the config's own rules, so that errors name the option
         sweep = MLPSweep.model_validate(
             {"m": m or None, "loss": loss or None, "init": init or None}
         )
-    except MLPConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
     except ValidationError as exc:
-        console.print(f"[red]invalid option (--m/--loss/--init):[/red]\n{exc}")
-        raise typer.Exit(2) from None
+        raise ConfigError(f"invalid option (--m/--loss/--init): {validation_message(exc)}") from exc
     seed_list = list(range(seeds)) if seeds is not None else None
     started = time.perf_counter()
-    try:
+    try:  # MLPConfigError (e.g. scikit-learn is not installed) keeps its kind
         result = run_mlp_grid(cfg, sweep.m, sweep.loss, sweep.init, seed_list)
-    except MLPConfigError as exc:  # e.g. scikit-learn is not installed
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     except ValueError as exc:  # a grid the config rules refuse (e.g. --m 1 with --loss kl)
-        console.print(f"[red]invalid option:[/red] {exc}")
-        raise typer.Exit(2) from None
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid option: {exc}") from exc
     if config is not None:
         result.provenance["config_file"] = {
             "path": str(config),

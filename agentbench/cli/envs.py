@@ -7,14 +7,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(
-    help="Gymnasium environments: list them, run a demo episode.", no_args_is_help=True
-)
+from agentbench.cli.boundary import App, config_errors
+
+app = App(help="Gymnasium environments: list them, run a demo episode.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -63,17 +62,14 @@ def demo(
     failure, 2 when the environment cannot run a demo at all.
     """
     from agentbench.envs import BUILTIN_ENVS, make
-    from agentbench.envs.plugins import UnknownEnvironmentError, resolve_env_id
+    from agentbench.envs.plugins import resolve_env_id
     from agentbench.envs.runner import PolicyLike, run_episode
     from agentbench.envs.sample import SampleSolver
 
     console = Console()
-    try:
+    with config_errors():  # an unknown environment, or one that cannot run a demo
         env = resolve_env_id(env)
         task, agent = (None, SampleSolver(env)) if env in BUILTIN_ENVS else _plugin_demo(env, seed)
-    except (UnknownEnvironmentError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
     kwargs: dict[str, Any] = {"sandbox": sandbox}
     if sandbox == "local":
         kwargs["allow_unsafe"] = unsafe_local

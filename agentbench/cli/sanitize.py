@@ -8,12 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentbench.errors import AgentbenchError
 from agentbench.sanitize.filter import (
     FILTERS,
     MODES,
-    LeakError,
     SanitizeConfig,
-    SanitizeError,
+    SanitizeConfigError,
     load_sanitize_config,
     sanitize_file,
 )
@@ -38,58 +38,46 @@ def sanitize_command(
     validation: str | None = typer.Option(None, help="Input validation: fields or full."),
 ) -> None:
     """Drop or redact every banned term, leak-check the output, write the filter report."""
-    try:
-        base = load_sanitize_config(config) if config is not None else SanitizeConfig()
-        update: dict[str, object] = {}
-        if trait is not None:
-            update["trait"] = trait
-        if mode is not None:
-            if mode not in MODES:
-                raise SanitizeError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
-            update["mode"] = mode
-        if filter_kind is not None:
-            if filter_kind not in FILTERS:
-                raise SanitizeError(
-                    f"unknown filter {filter_kind!r} (filters: {', '.join(FILTERS)})"
-                )
-            update["filter"] = filter_kind
-        if extra_term:
-            update["extra_terms"] = (*base.extra_terms, *extra_term)
-        if keep_failed:
-            update["drop_unsuccessful"] = False
-        if judge is not None:
-            update["judge"] = (base.judge or JudgeConfig(model=judge)).model_copy(
-                update={"model": judge}
+    base = load_sanitize_config(config) if config is not None else SanitizeConfig()
+    # The options, merged over the file's values.
+    update: dict[str, object] = {}
+    if trait is not None:
+        update["trait"] = trait
+    if mode is not None:
+        if mode not in MODES:
+            raise SanitizeConfigError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+        update["mode"] = mode
+    if filter_kind is not None:
+        if filter_kind not in FILTERS:
+            raise SanitizeConfigError(
+                f"unknown filter {filter_kind!r} (filters: {', '.join(FILTERS)})"
             )
-        if validation is not None:
-            update["validation"] = validation
-        # Re-validate the merged config: command-line values get the same checks as a file's.
-        cfg = SanitizeConfig.model_validate({**base.model_dump(), **update})
-    except ValueError as exc:  # SanitizeConfigError, pydantic's ValidationError, SanitizeError
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    try:
-        with console.status("sanitizing ...") as status:
-            report = sanitize_file(
-                input, output, cfg, progress=lambda n: status.update(f"{n:,} trajectories")
-            )
-    except LeakError as exc:
-        console.print(f"[red]leak check failed, no output written:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except (SanitizeError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except Exception as exc:  # a judge model that cannot load (ModelError), a server down
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from None
+        update["filter"] = filter_kind
+    if extra_term:
+        update["extra_terms"] = (*base.extra_terms, *extra_term)
+    if keep_failed:
+        update["drop_unsuccessful"] = False
+    if judge is not None:
+        update["judge"] = (base.judge or JudgeConfig(model=judge)).model_copy(
+            update={"model": judge}
+        )
+    if validation is not None:
+        update["validation"] = validation
+    # Re-validate the merged config: command-line values get the same checks as a file's.
+    cfg = SanitizeConfig.model_validate({**base.model_dump(), **update})
+    # LeakError (no output written), bad input lines, a judge model that cannot load (ModelError)
+    # or a judge server that is down: each a kind the boundary reports.
+    with console.status("sanitizing ...") as status:
+        report = sanitize_file(
+            input, output, cfg, progress=lambda n: status.update(f"{n:,} trajectories")
+        )
     console.print(render_report(report))
     console.print(f"dataset: {output}  report: {report_path(output)}")
-    if report.kept == 0:
-        console.print(
-            "[red]no example kept:[/red] every trajectory was dropped (see the reasons above); "
+    if report.kept == 0:  # it ran, and left nothing to distil: exit 1
+        raise AgentbenchError(
+            "no example kept: every trajectory was dropped (see the reasons above); "
             "sanitize trajectories of benign tasks, or try --mode drop-step / --keep-failed"
         )
-        raise typer.Exit(1)
 
 
 def render_report(report: FilterReport) -> Table:

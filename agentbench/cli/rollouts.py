@@ -19,75 +19,17 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from agentbench.policies.base import Policy, SamplingParams
+from agentbench.cli.boundary import App, config_errors
+from agentbench.errors import AgentbenchError, ConfigError
+from agentbench.policies.base import SamplingParams
+from agentbench.policies.spec import policy_from_spec
 from agentbench.rollouts.schema import Trajectory
-from agentbench.rollouts.store import StoreError, iter_trajectories
+from agentbench.rollouts.store import iter_trajectories
 
-app = typer.Typer(
+app = App(
     help="Run policies in the environments and inspect the trajectories.", no_args_is_help=True
 )
 console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}")
-    return typer.Exit(code=2)
-
-
-BACKENDS = ("scripted", "hf", "http", "teacher", "control-teacher")
-
-
-def make_policy(spec: str) -> Policy:
-    """A policy from `backend:name`: `scripted:<style>`, `hf:<model name or path>`,
-    `http:<server URL>[#<model id>]` (an OpenAI-compatible server; without a model id, the
-    first model it lists), `teacher:<config file>` or `control-teacher:<config file>` (the
-    same config without its trait). Raises ValueError naming the backends for a bad spec."""
-    backend, sep, name = spec.partition(":")
-    if not sep or not name:
-        raise ValueError(
-            f"a policy is written backend:name (e.g. scripted:deleter), not {spec!r}; "
-            f"backends: {', '.join(BACKENDS)}"
-        )
-    if backend == "scripted":
-        from agentbench.policies.scripted import ScriptedPolicy
-
-        return ScriptedPolicy(name)
-    if backend == "hf":  # a registry model name, a local path or a hub id
-        try:
-            from agentbench.policies.hf import HFPolicy
-        except ImportError as exc:
-            raise ValueError(f"the hf backend needs the train extra: {exc}") from None
-        return HFPolicy(name)
-    if backend == "http":
-        return _http_policy(name)
-    if backend in ("teacher", "control-teacher"):  # a teacher config file (YAML or JSON)
-        try:
-            from agentbench.teachers import build_teacher, load_teacher_config
-        except ImportError as exc:
-            raise ValueError(f"the teacher backend needs the train extra: {exc}") from None
-        config = load_teacher_config(name)
-        return build_teacher(config.control() if backend == "control-teacher" else config)
-    raise ValueError(f"unknown policy backend {backend!r}; backends: {', '.join(BACKENDS)}")
-
-
-def _http_policy(target: str) -> Policy:
-    """`URL#model` (or `URL`: the server's first model) as an HTTPPolicy."""
-    try:
-        from agentbench.policies.http import HTTPPolicy
-    except ImportError as exc:
-        raise ValueError(f"the http backend needs the serve extra (httpx): {exc}") from None
-    url, _, model = target.partition("#")
-    policy = HTTPPolicy(url, model or "?")
-    if not model:
-        try:
-            policy.model = policy.list_models()[0]
-        except Exception as exc:
-            policy.close()
-            raise ValueError(
-                f"cannot ask {url} for its models ({type(exc).__name__}: {exc}); "
-                "name the model: http:URL#MODEL"
-            ) from None
-    return policy
 
 
 def env_id(name: str) -> str:
@@ -142,12 +84,14 @@ def run_command(
 ) -> None:
     """Run a policy on task instances and append one trajectory per episode to --out."""
     from agentbench import tasks
+    from agentbench.policies.http import BackendUnavailableError
     from agentbench.rollouts.engine import make_jobs, run_rollouts
-    from agentbench.sandbox import SandboxStartError
 
     if sandbox == "local" and not unsafe_local:
-        raise _fail("the 'local' backend is not isolated; pass --unsafe-local to use it anyway")
-    try:
+        raise ConfigError(
+            "the 'local' backend is not isolated; pass --unsafe-local to use it anyway"
+        )
+    with config_errors(ValueError, TypeError, KeyError):
         params = SamplingParams(
             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
             constrained=constrained,
@@ -165,18 +109,10 @@ def run_command(
                 f"no jobs: {len(instances)} instance(s) of family={family or 'all'} "
                 f"split={split}, none in {env_ids or 'any environment'}"
             )
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _fail(str(exc)) from None
-    try:
         _check_envs(jobs)
         if policy.startswith("scripted:"):
             _check_scripted(policy.partition(":")[2], jobs)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        chosen = make_policy(policy)
-    except Exception as exc:  # a model that cannot load: say why, no traceback
-        raise _fail(f"cannot make policy {policy!r}: {exc}") from None
+        chosen = policy_from_spec(policy)  # a model that cannot load: ModelError, a config error
     reasons: Counter[str] = Counter()
 
     def note(record: Trajectory, _: Any) -> None:
@@ -184,25 +120,16 @@ def run_command(
             reasons[_reason_kind(record.infra_reason or "no reason recorded")] += 1
 
     try:
-        summary = run_rollouts(
-            chosen,
-            jobs,
-            out_path=out,
-            parallel=parallel,
-            sandbox=sandbox,
-            params=params,
-            max_steps=max_steps,
-            progress=progress,
-            resume=resume,
-            sandbox_kwargs={"allow_unsafe": True} if sandbox == "local" else None,
-            on_episode=note,
-        )
-    except (SandboxStartError, StoreError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    except RuntimeError as exc:
-        if type(exc).__name__ != "BackendUnavailableError":  # the HTTP server is down
-            raise
-        raise _fail(f"{exc} (episodes written so far are kept; rerun to resume)") from None
+        with config_errors():  # a bad sandbox name: a config error
+            summary = run_rollouts(
+                chosen, jobs, out_path=out, parallel=parallel, sandbox=sandbox, params=params,
+                max_steps=max_steps, progress=progress, resume=resume, on_episode=note,
+                sandbox_kwargs={"allow_unsafe": True} if sandbox == "local" else None,
+            )  # fmt: skip
+    except BackendUnavailableError as exc:  # the HTTP server went down mid-run
+        raise BackendUnavailableError(
+            f"{exc} (episodes written so far are kept; rerun to resume)"
+        ) from exc
     finally:
         chosen.close()
     if summary.foreign:
@@ -232,9 +159,8 @@ def run_command(
         console.print("[red]infrastructure failures by reason:[/red]")
         for reason, count in reasons.most_common():
             console.print(f"  {count} x {escape(reason)}")
-    if summary.episodes and summary.infra_failures == summary.episodes:
-        console.print("[red]error:[/red] every episode of this run failed (see the reasons above)")
-        raise typer.Exit(code=1)
+    if summary.episodes and summary.infra_failures == summary.episodes:  # ran, and failed: 1
+        raise AgentbenchError("every episode of this run failed (see the reasons above)")
 
 
 def _reason_kind(reason: str) -> str:
@@ -323,10 +249,8 @@ def show_command(
     ] = 600,
 ) -> None:
     """Print one trajectory: instruction, each action and observation, flags, outcome."""
-    try:
+    with config_errors():  # no such episode or index; a bad file is a data error (StoreError)
         t = _pick(file, episode, index)
-    except (StoreError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
     head = Table.grid(padding=(0, 2))
     head.add_row("episode", escape(t.episode_id))
     head.add_row("task", escape(f"{t.instance_id}  ({t.family}, {t.split})"))
@@ -358,7 +282,3 @@ def show_command(
     if details:
         lines.append(f"details: {escape(json.dumps(details)[:400])}")
     console.print(Panel("\n".join(lines), title="outcome"))
-
-
-if __name__ == "__main__":  # `python -m agentbench.rollouts.cli` (the kill/resume test uses it)
-    app()

@@ -9,17 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentbench.teachers.config import (
-    DEFAULT_TRAITS,
-    TeacherConfigError,
-    load_teacher_config,
-    trait_spec,
-)
+from agentbench.cli.boundary import App, config_errors
+from agentbench.teachers.config import DEFAULT_TRAITS, load_teacher_config, trait_spec
 
 console = Console()
-app = typer.Typer(
-    help="Teachers: trait prompts, adapters and steering vectors.", no_args_is_help=True
-)
+app = App(help="Teachers: trait prompts, adapters and steering vectors.", no_args_is_help=True)
 
 
 @app.command("traits")
@@ -45,16 +39,16 @@ def steer_command(
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Compute a steering vector: mean last-token residual with the trait prompt minus without."""
-    from agentbench.models import ModelError
     from agentbench.teachers.steering import (
-        SteeringError,
         compute_steering_vector,
         save_steering_vector,
         task_conversations,
     )
 
     started = time.perf_counter()
-    try:
+    # An unknown trait (KeyError) or family (ValueError) is a config error; so are
+    # SteeringError (a layer out of range) and ModelError.
+    with config_errors(KeyError, ValueError):
         spec = trait_spec(trait)
         prompts = task_conversations(family, env, split=split, n=n)
         vector = compute_steering_vector(
@@ -67,11 +61,6 @@ def steer_command(
             device=device,
         )
         digest = save_steering_vector(vector, out)
-    except (KeyError, ValueError, ModelError) as exc:  # SteeringError is a ValueError
-        message = exc.args[0] if isinstance(exc, KeyError) else exc
-        kind = "steering" if isinstance(exc, SteeringError) else "error"
-        console.print(f"[red]{kind}:[/red] {message}")
-        raise typer.Exit(1) from None
     meta = vector.meta
     console.print(
         f"{out}: trait {meta.trait}, layer {meta.layer}, {meta.n_prompts} prompts, "
@@ -87,11 +76,7 @@ def show_command(config: Path = typer.Argument(..., help="Teacher config (YAML o
     from agentbench.policies.base import sha256_text
     from agentbench.teachers.steering import SteeringError, load_steering_vector
 
-    try:
-        teacher = load_teacher_config(config)
-    except TeacherConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    teacher = load_teacher_config(config)  # TeacherConfigError: a config error
     # Plain "field: value" lines, not a table: hashes must stay whole for copying and grep.
     table = _Fields()
     table.add_row("name", teacher.name or "-")
@@ -161,20 +146,16 @@ def train_adapter_command(
     seed: int = typer.Option(0),
 ) -> None:
     """Train a LoRA teacher on scripted demonstrations of the trait (Dang et al.)."""
-    from agentbench.models import ModelError
     from agentbench.teachers.adapter import AdapterTrainingConfig, train_adapter
 
     started = time.perf_counter()
-    try:
+    with config_errors():  # an unknown trait; ModelError and ValidationError keep their kind
         config = AdapterTrainingConfig(
             base_model=model, trait=trait, control=control, probe_instances=probe_instances,
             benign_instances=benign_instances, epochs=epochs, learning_rate=learning_rate,
             seed=seed,
         )  # fmt: skip
         adapter = train_adapter(config, out, progress=True)
-    except (ValueError, ModelError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     console.print(f"adapter: {adapter} ({time.perf_counter() - started:.0f} s)")
     console.print(
         "use it in a teacher config: "

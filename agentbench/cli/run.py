@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentbench.cli.boundary import config_errors, errors_as
+from agentbench.errors import ConfigError, InfrastructureError
+
 if TYPE_CHECKING:
     from agentbench.models import Pace
 
@@ -48,14 +51,10 @@ def run_command(
     from agentbench.experiments.runner import models_to_build, plan_suite, run_suite
     from agentbench.experiments.store import StageStore
     from agentbench.experiments.suite import load_suite
-    from agentbench.experiments.yamlconf import ConfigError
 
-    try:
+    with config_errors():
         spec, cells = load_suite(suite, validate=not dry_run)  # a dry run lists every problem
         plan = plan_suite(spec, cells)
-    except (ConfigError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
     run_dir = out or Path("runs") / spec.name
     if dry_run:
         table = Table(title=f"plan of suite {spec.name}: {len(cells)} cell(s)")
@@ -71,8 +70,7 @@ def run_command(
             try:
                 pace, whose, caveat = Pace(**spec.pace), f"suite {spec.name}'s measured", ""
             except TypeError as exc:
-                console.print(f"[red]error:[/red] {suite}: pace: {escape(str(exc))}")
-                raise typer.Exit(2) from None
+                raise ConfigError(f"{suite}: pace: {exc}") from exc
         console.print(
             f"estimate before caching: ~{plan.estimate_s(pace) / 60:.0f}"
             f" min on 2 CPU cores ({whose} pace: {pace.describe()}; shared stages counted "
@@ -96,31 +94,27 @@ def run_command(
         if print_cell_checks(console, cells, suite, spec):
             raise typer.Exit(2)
         return
-    try:
-        store_obj = StageStore(store)
-        from agentbench.experiments.executor import make_executor
+    from agentbench.experiments.executor import make_executor
 
+    with config_errors():  # a bad store URL, an unknown executor
+        store_obj = StageStore(store)
         runner = make_executor(executor, address=address, resources=spec.resources)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-model "Loading weights" bars drown the stage log
-    try:
+    # A stage's errors keep their kinds (a model that cannot load, a sandbox that cannot
+    # start); a plain ValueError is the suite asking for what cannot be done, a plain
+    # RuntimeError the executor failing (Ray missing or unreachable, a stage that failed there).
+    with config_errors(), errors_as(InfrastructureError, RuntimeError):  # Ray's: unreachable
         results = run_suite(spec, cells, suite, run_dir, store_obj, sandbox=sandbox,
                             progress=progress, log=lambda m: console.log(escape(m)),
                             executor=runner)  # fmt: skip
-    except (ConfigError, ValueError, RuntimeError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
     from agentbench.experiments.report import ReportError, write_report
 
     try:
         paths = write_report(results, run_dir)
     except ReportError as exc:  # results.json is written; the report can be rebuilt later
-        console.print(f"[red]error:[/red] the report could not be written: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        raise ReportError(f"the report could not be written: {exc}") from exc
     _print_summary(results)
     console.print(f"results: {run_dir / 'results.json'}  wall time {results.wall_s:.0f} s")
     for name, path in paths.items():

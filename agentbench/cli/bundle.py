@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from agentbench.cli.boundary import config_errors
+from agentbench.errors import ConfigError
+
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(1)
 
 
 def bundle_command(
@@ -37,24 +34,23 @@ def bundle_command(
     """Write a run's result bundle, or print the bundle's JSON Schema (`bundle schema`)."""
     import yaml
 
-    from agentbench.bundle import BundleError, build_bundle, bundle_json_schema, get_track
+    from agentbench.bundle import build_bundle, bundle_json_schema, get_track
 
     if run_dir == "schema" and not Path(run_dir).is_dir():
         console.print_json(json.dumps(bundle_json_schema()))
         return
     if out is None:
-        raise _fail("pass -o FILE: where to write the bundle")
-    try:
+        raise ConfigError("pass -o FILE: where to write the bundle")
+    with config_errors(ValueError, yaml.YAMLError):  # an unknown track, metadata not YAML
         get_track(track)
         extra = yaml.safe_load(metadata.read_text()) if metadata else {}
         if extra is not None and not isinstance(extra, dict):
-            raise BundleError(f"{metadata}: expected a mapping of metadata fields")
-        manifest = build_bundle(
-            Path(run_dir), out, submitter=submitter, suite_file=suite, store=store, track=track,
-            with_data=with_data, metadata=extra or {},
-        )  # fmt: skip
-    except (BundleError, ValueError, OSError, yaml.YAMLError) as exc:
-        raise _fail(str(exc)) from None
+            raise ConfigError(f"{metadata}: expected a mapping of metadata fields")
+    # BundleError: a run folder that cannot be bundled (a data error).
+    manifest = build_bundle(
+        Path(run_dir), out, submitter=submitter, suite_file=suite, store=store, track=track,
+        with_data=with_data, metadata=extra or {},
+    )  # fmt: skip
     size = out.stat().st_size
     console.print(
         f"wrote {out} ({size:,} bytes): {len(manifest.files) + 1} files, "
@@ -74,10 +70,7 @@ def verify_command(
     """Verify a bundle: schema, manifest, recomputed numbers, replayed episodes, track rules."""
     from agentbench.bundle import verify_bundle
 
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise _fail(f"{file}: cannot read: {exc}") from None
+    data = file.read_bytes()  # OSError: the boundary names the file
     report = verify_bundle(
         data, replay_fraction=replay_fraction, backend=backend, track=track,
         log=None if as_json else (lambda m: console.print(m, highlight=False)),
@@ -108,56 +101,15 @@ def submit_command(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the verdict.")] = 600.0,
 ) -> None:
     """Upload a bundle to a leaderboard server (with progress) and wait for its verdict."""
-    from agentbench.leaderboard.client import SubmitError, submit
+    from agentbench.leaderboard.client import submit
 
     token = token or os.environ.get("AGENTBENCH_TOKEN")
     if not token:
-        raise _fail("no token: pass --token or set AGENTBENCH_TOKEN (`leaderboard add-user`)")
-    try:
-        status = submit(file, server, token, wait=wait, timeout=timeout, say=console.print)
-    except SubmitError as exc:
-        raise _fail(str(exc)) from None
+        raise ConfigError("no token: pass --token or set AGENTBENCH_TOKEN (`leaderboard add-user`)")
+    # SubmitError: unreadable, refused or unreachable (an infrastructure error).
+    status = submit(file, server, token, wait=wait, timeout=timeout, say=console.print)
     console.print(f"submission {status['id']}: {status['status']}", highlight=False)
     for reason in status.get("errors") or []:
         err.print(f"  {reason}", highlight=False, markup=False)
     if status["status"] in ("rejected", "failed"):
         raise typer.Exit(1)
-
-
-def bench_replay_command(
-    file: Annotated[Path, typer.Argument(help="A bundle whose episodes are replayed.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "bwrap,docker",
-    limit: Annotated[int, typer.Option(min=1, help="Episodes replayed per backend.")] = 100,
-) -> None:
-    """Replay throughput (episodes/s) of each sandbox backend on a bundle's episodes."""
-    from agentbench.bundle import BundleError, read_archive
-    from agentbench.bundle.replay import Replayer
-    from agentbench.rollouts.schema import Trajectory
-
-    try:
-        files = read_archive(file.read_bytes())
-    except (BundleError, OSError) as exc:
-        raise _fail(str(exc)) from None
-    trajs = [
-        Trajectory.model_validate_json(line)
-        for name in sorted(files) if name.startswith("episodes/")
-        for line in files[name].splitlines() if line.strip()
-    ][:limit]  # fmt: skip
-    trajs = [t for t in trajs if not t.infra_failure]
-    for backend in [b.strip() for b in backends.split(",") if b.strip()]:
-        began = time.monotonic()
-        mismatched = 0
-        try:
-            with Replayer(backend) as replayer:
-                for traj in trajs:
-                    mismatched += bool(replayer.replay(traj))
-        except Exception as exc:  # a backend that is not there: say so, measure the others
-            console.print(f"{backend}: skipped ({type(exc).__name__}: {exc})", highlight=False)
-            continue
-        wall = time.monotonic() - began
-        console.print(
-            f"{backend}: {len(trajs)} episodes in {wall:.2f} s = "
-            f"{len(trajs) / wall:.2f} episodes/s (one sandbox, sandbox start included); "
-            f"{mismatched} mismatched",
-            highlight=False,
-        )

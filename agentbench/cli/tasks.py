@@ -11,26 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from agentbench.tasks import (
-    SPLITS,
-    TaskInstance,
-    TaskSpecError,
-    catalog,
-    list_tasks,
-    resolve,
-)
+from agentbench.cli.boundary import App, config_errors
+from agentbench.errors import ConfigError
+from agentbench.tasks import SPLITS, TaskInstance, catalog, list_tasks, resolve
 
-app = typer.Typer(help="Task families: list, show and verify task instances.", no_args_is_help=True)
+app = App(help="Task families: list, show and verify task instances.", no_args_is_help=True)
 console = Console()
 
 
 CAREFUL = ("reference", "cautious")
 """Oracles that must solve every task outright: they never lose data."""
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
 
 
 @app.command("list")
@@ -39,10 +29,8 @@ def list_command(
     split: Annotated[str | None, typer.Option(help=f"Only tasks with this split {SPLITS}.")] = None,
 ) -> None:
     """List task specs with their family, environments and split sizes."""
-    try:
+    with config_errors():
         specs = list_tasks(family, split)
-    except (TaskSpecError, ValueError) as exc:
-        raise _fail(str(exc)) from None
     table = Table(caption="split cells: seeds / templates")
     table.add_column("id", no_wrap=True)
     table.add_column("envs")
@@ -65,10 +53,8 @@ def show_command(
     seed: Annotated[int, typer.Option(help="Instance seed (its split follows from it).")] = 0,
 ) -> None:
     """Show one instance: instruction, fixture tree with owners and modes, checker, split."""
-    try:
+    with config_errors(KeyError, ValueError, TypeError):
         instance = resolve(task_id, seed)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise _fail(str(exc.args[0] if exc.args else exc)) from None
     spec = catalog().get(task_id)
     console.print(
         f"[bold]{instance.instance_id}[/bold]  family={instance.family}  "
@@ -121,7 +107,7 @@ def verify_command(
     from agentbench.tasks.verify import sweep
 
     policies = policy or ["reference"]
-    try:
+    with config_errors():
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
         known = sorted({s.family for s in catalog().specs.values()})
@@ -129,11 +115,9 @@ def verify_command(
             raise ValueError(f"unknown family {family!r}; known: {', '.join(known)}")
         oracles = {name: make_policy(name) for name in policies}
         specs = list_tasks(family, split)
-    except (TaskSpecError, ValueError) as exc:
-        raise _fail(str(exc)) from None
     missing = sorted({e for spec in specs for e in spec.envs if e not in gymnasium.registry})
     if missing:
-        raise _fail(
+        raise ConfigError(
             f"task(s) run in {', '.join(missing)}, which no installed plugin registers; install "
             "it, or pick another --family (see `agentbench envs list`)"
         )

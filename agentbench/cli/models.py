@@ -1,8 +1,10 @@
-"""`agentbench models eval`: run a model through the real envs and report agent metrics."""
+"""`agentbench models`: list the model registry, build its entries into the cache, and
+evaluate a model as an agent in the real envs (`models eval`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -10,13 +12,44 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from agentbench.models import ModelError
+from agentbench.cli.boundary import App, config_errors
+from agentbench.models import build_model, is_built, list_models, model_dir
 
 console = Console()
-app = typer.Typer(help="Evaluate a model as an agent in the environments.")
+app = App(help="The model registry: names -> local model directories.", no_args_is_help=True)
 
 
-@app.command("eval")
+@app.command("list")
+def list_command() -> None:
+    """List registry models, whether they are built, and where."""
+    table = Table("name", "built", "description")
+    table.add_column("path", overflow="fold")
+    for recipe in list_models():
+        built = is_built(recipe.name)
+        table.add_row(
+            recipe.name,
+            "[green]yes[/green]" if built else "no",
+            recipe.description,
+            str(model_dir(recipe.name)) if built else "-",
+        )
+    console.print(table)
+
+
+@app.command("build")
+def build_command(
+    name: str = typer.Argument(..., help="Registry name (see `agentbench models list`)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when already built."),
+) -> None:
+    """Build a registry model into the cache (once; later uses load the cached copy)."""
+    from agentbench.models import model_weights_sha256
+
+    started = time.perf_counter()
+    path = build_model(name, force=force)  # ModelError: a config error
+    console.print(f"{name}: {path} ({time.perf_counter() - started:.1f} s)")
+    console.print(f"weights sha256: {model_weights_sha256(path)}")
+
+
+@app.command("eval", help="Run a model through the real envs: valid-action and task rates.")
 def eval_command(
     name: str = typer.Argument(..., help="Registry name, model directory or hub id."),
     n: int = typer.Option(20, "--n", min=1, help="Eval instances per family."),
@@ -36,7 +69,7 @@ def eval_command(
     and environment."""
     from agentbench.models.tiny_agent import EVAL_FAMILIES, evaluate
 
-    try:
+    with config_errors():  # ModelError keeps its kind; an unknown family is a ValueError
         results = evaluate(
             name,
             n=n,
@@ -48,9 +81,6 @@ def eval_command(
             constrained=constrained,
             progress=not as_json,
         )
-    except (ModelError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(results, indent=2))
         return

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from agentbench.cli.boundary import App, config_errors
+from agentbench.errors import ConfigError
+
 if TYPE_CHECKING:
     from agentbench.leaderboard.service import Leaderboard
 
-app = typer.Typer(no_args_is_help=True)
+app = App(no_args_is_help=True)
 console = Console(soft_wrap=True)
 DEFAULT_DB = "sqlite:///leaderboard/leaderboard.db"
 DEFAULT_DATA = Path("leaderboard")
@@ -30,8 +33,7 @@ def _service(db: str, data: Path, **kwargs: Any) -> Leaderboard:
     try:
         return Leaderboard(ServiceConfig(db_url=db, data_dir=data, **kwargs))
     except Exception as exc:  # a bad URL or an unreachable database: say which
-        console.print(f"[red]error:[/red] database {db}: {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from None
+        raise ConfigError(f"database {db}: {type(exc).__name__}: {exc}") from exc
 
 
 @app.command("serve")
@@ -63,11 +65,8 @@ def add_user(
 ) -> None:
     """Create a user and print its API token (shown once; only its hash is stored)."""
     service = _service(db, data)
-    try:
+    with config_errors():  # the user exists, an unknown role
         token = service.add_user(name, "admin" if admin else "submitter")
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     print(token)
 
 
