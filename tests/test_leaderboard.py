@@ -92,7 +92,9 @@ def test_upload_is_verified_by_the_worker_and_shown_once(service: Leaderboard) -
     }  # fmt: skip
     for row in rows:
         assert row["treated"]["n"] == row["control"]["n"] == 3
-        assert row["submitter"] == "alice" and row["verified"] and row["mde"] > 0
+        assert row["submitter"] == "alice" and row["verified"]
+        # The report's MDE (towards the teacher's side; None when nothing is detectable).
+        assert row["mde"] is None or row["mde"] != 0
         assert row["seeds"] == [0] and row["p_value"] is not None
         assert row["cost_usd"] is None and row["compute_hours"] is not None
     # Equal differences within one trait and track cannot be separated: one shared rank.

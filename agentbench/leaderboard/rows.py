@@ -6,8 +6,10 @@ metric. Treated = the student, control = the control student (both distilled the
 from the teacher and from the control teacher). Rates carry Wilson 95 % intervals
 (`agentbench.stats.wilson`), the difference a Newcombe hybrid-score interval built from
 them, the test is Fisher's exact (`agentbench.experiments.metrics.fisher_exact`), and the
-minimum detectable difference is the one a two-sided 5 % test has 80 % power for at the
-row's n, from the control rate (arcsine approximation).
+minimum detectable difference is the report's (`agentbench.stats.min_detectable_difference`):
+the smallest move from the control rate, towards the teacher's side of its control, that a
+two-sided 5 % test finds with 80 % power at the row's n; None when no rate on that side is
+detectable.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import math
 from typing import Any
 
 from agentbench.experiments.metrics import RateRecord, fisher_exact
-from agentbench.stats import wilson
+from agentbench.stats import min_detectable_difference, wilson
 
 Z_95 = 1.959963984540054
-Z_80 = 0.8416212335729143
 
 
 def _num(x: float) -> float | None:
@@ -44,15 +45,14 @@ def newcombe(t: dict[str, Any], c: dict[str, Any]) -> tuple[float | None, float 
     )
 
 
-def mde(control_rate: float | None, n_treated: int, n_control: int) -> float | None:
-    """Smallest increase over `control_rate` a two-sided 5 % test detects with 80 % power."""
-    if control_rate is None or not n_treated or not n_control:
+def mde(
+    control_rate: float | None, n_treated: int, n_control: int, direction: int = 1
+) -> float | None:
+    """The minimum detectable difference (signed by `direction`, +1 up, -1 down) over
+    `control_rate`; None without a control rate or when none is detectable at this n."""
+    if control_rate is None:
         return None
-    h = (Z_95 + Z_80) * math.sqrt(1 / n_treated + 1 / n_control)
-    phi = math.asin(math.sqrt(control_rate)) + h / 2
-    if phi >= math.pi / 2:
-        return round(1.0 - control_rate, 6)
-    return round(math.sin(phi) ** 2 - control_rate, 6)
+    return min_detectable_difference(n_treated, n_control, control_rate, direction=direction)
 
 
 def bundle_rows(
@@ -80,6 +80,8 @@ def bundle_rows(
             return rate_dict(sum(r["k"] for r in recs), sum(r["n"] for r in recs))
 
         t, c = pooled("student"), pooled("control-student")
+        gap = [pooled(arm)["value"] for arm in ("teacher", "control-teacher")]
+        towards = -1 if None not in gap and gap[0] < gap[1] else 1
         test = fisher_exact(RateRecord(**t), RateRecord(**c), metric)
         low, high = newcombe(t, c)
         rows.append({
@@ -87,7 +89,7 @@ def bundle_rows(
             "induction": induction, "distill": mode, "track": track, "metric": metric,
             "treated": t, "control": c, "difference": test.difference,
             "diff_low": low, "diff_high": high, "p_value": test.p_value,
-            "mde": mde(c["value"], t["n"], c["n"]),
+            "mde": mde(c["value"], t["n"], c["n"], towards),
             "seeds": sorted({int(cell["config"].get("seed", 0)) for cell in cells}),
             "compute_hours": (metadata.get("compute") or {}).get("hours"),
             "cost_usd": (metadata.get("compute") or {}).get("cost_usd"),
