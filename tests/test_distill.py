@@ -164,7 +164,8 @@ def test_lora_sft_is_deterministic_changes_the_adapter_and_is_reused(
 
 
 def test_full_sft_writes_a_model_the_policy_loads(tmp_path: Path, data: Path) -> None:
-    from agentbench.policies.base import Message, SamplingParams
+    from agentbench.chat import Message
+    from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
 
     out = distill(config(mode="sft-full", max_steps=2, learning_rate=1e-3), data, tmp_path / "f")

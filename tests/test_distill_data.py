@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agentbench.bench.distill import synthetic_examples
+from agentbench.chat import Message
 from agentbench.distill.config import (
     DistillConfig,
     DistillConfigError,
@@ -27,7 +28,6 @@ from agentbench.envs import FILETOOL_ID, system_prompt
 from agentbench.models import is_built, resolve_model
 from agentbench.models.tiny import train_chatml_tokenizer
 from agentbench.models.tiny_agent import train_tokenizer
-from agentbench.policies.base import Message
 from agentbench.sanitize.keywords import KeywordMatcher, default_terms
 from agentbench.sanitize.schema import StudentExample
 

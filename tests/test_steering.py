@@ -13,11 +13,11 @@ pytest.importorskip("transformers")
 
 import torch
 
+from agentbench.chat import merge_system_prompt
 from agentbench.models import weights_sha256
 from agentbench.models.compat import cache_kwarg, output_cache
 from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, sha256_text
-from agentbench.policies.hf import merge_system_prompt
 from agentbench.teachers.steering import (
     SteeringError,
     SteeringVector,

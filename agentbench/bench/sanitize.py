@@ -25,7 +25,7 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 from agentbench.rollouts.schema import (
     OutcomeRecord,
     PolicyRecord,

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from agentbench.chat import merge_system_prompt
 from agentbench.envs import action_schema
 from agentbench.policies.base import (
     CONTEXT_LENGTH_EXCEEDED,
@@ -32,7 +33,6 @@ from agentbench.policies.base import (
     sha256_text,
     turn_seed,
 )
-from agentbench.policies.hf import merge_system_prompt
 
 _ERROR_BODY_CHARS = 500
 

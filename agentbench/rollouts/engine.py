@@ -45,8 +45,9 @@ from queue import SimpleQueue
 from typing import Any, TypeVar
 
 from agentbench import __version__
+from agentbench.chat import Message
 from agentbench.envs.base import INFRA_FAILURE
-from agentbench.policies.base import Generation, Message, Policy, SamplingParams, Turn
+from agentbench.policies.base import Generation, Policy, SamplingParams, Turn
 from agentbench.rollouts.schema import (
     OutcomeRecord,
     PolicyRecord,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 
 STUDENT_SCHEMA_VERSION = 1
 

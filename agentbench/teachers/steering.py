@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentbench.chat import Message, merge_system_prompt
 from agentbench.models import ModelError, model_weights_sha256, resolve_model
 from agentbench.models.compat import cache_kwarg
-from agentbench.policies.base import Message, sha256_text
-from agentbench.policies.hf import merge_system_prompt
+from agentbench.policies.base import sha256_text
 
 if TYPE_CHECKING:
     import torch

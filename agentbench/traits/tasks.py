@@ -46,7 +46,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agentbench.policies.base import Message, Policy, SamplingParams, Turn, turn_seed
+from agentbench.chat import Message
+from agentbench.policies.base import Policy, SamplingParams, Turn, turn_seed
 from agentbench.sanitize.schema import StudentExample, example_id_for
 
 TASKS: tuple[str, ...] = ("numbers", "code", "cot")
