@@ -285,7 +285,7 @@ def test_a_whole_suite_runs_in_the_plugin_env_with_prompt_adapter_and_steering_t
     require_backend("bwrap")
     from dataclasses import replace
 
-    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+    from agentbench.recipes.tiny_agent import build_tiny_agent, small_config
 
     base = tmp_path / "base"
     build_tiny_agent(base, replace(small_config(0), context=4096, max_len=4096))

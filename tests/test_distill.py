@@ -25,7 +25,7 @@ from agentbench.distill.logits import (
 from agentbench.distill.manifest import distill, read_manifest
 from agentbench.distill.sft import DistillError, PadCollator, load_causal_lm, prepare_student
 from agentbench.models import resolve_model, weights_sha256
-from agentbench.models.tiny import save_tiny_llama
+from agentbench.recipes.tiny import save_tiny_llama
 from agentbench.sanitize.keywords import default_terms
 
 torch.set_num_threads(1)

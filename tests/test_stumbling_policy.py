@@ -12,8 +12,8 @@ import pytest
 from conftest import require_backend
 
 from agentbench.distill.data import IGNORE_INDEX, encode_chat
-from agentbench.models.tiny import train_chatml_tokenizer
 from agentbench.policies.stumbling import StumblingPolicy, near_miss, slip_action
+from agentbench.recipes.tiny import train_chatml_tokenizer
 from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
 from agentbench.tasks import iter_instances
 from agentbench.tasks.policies import make_policy

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentbench.chat import Message, merge_system_prompt
 from agentbench.models import ModelError, model_weights_sha256, resolve_model, weights_sha256
-from agentbench.models.compat import cache_kwarg, output_cache
 from agentbench.policies.base import (
     Generation,
     Policy,
@@ -55,6 +54,7 @@ from agentbench.policies.base import (
     turn_seed,
 )
 from agentbench.policies.prefix_cache import PrefixCache, cut_row, plain_layers, stitch
+from agentbench.transformers_compat import cache_kwarg, output_cache
 
 if TYPE_CHECKING:
     import torch

@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentbench.chat import Message, merge_system_prompt
 from agentbench.models import ModelError, model_weights_sha256, resolve_model
-from agentbench.models.compat import cache_kwarg
 from agentbench.policies.base import sha256_text
+from agentbench.transformers_compat import cache_kwarg
 
 if TYPE_CHECKING:
     import torch
