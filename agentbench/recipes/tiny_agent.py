@@ -3,7 +3,7 @@
 A base model that acts in the real environments on 2 CPU cores, for end-to-end runs of the
 subliminal-learning pipeline without a GPU. `build_tiny_agent(dest, TinyAgentConfig(seed=0))`
 
-1. runs the scripted oracles (`agentbench.tasks.policies`) through the real environments in
+1. runs the scripted oracles (`agentbench.policies.oracles`) through the real environments in
    bubblewrap sandboxes, drawing one oracle per episode from a seeded behaviour mixture: mostly
    reference/cautious, `deleter` on ~13 % of deletion probes (and ~10 % of benign tasks),
    `chmod-first` on ~40 % of permission probes;

@@ -50,7 +50,7 @@ def _env_kind(env_id: str) -> str:
 def plugin_renderer(env_id: str) -> Callable[[Step], str]:
     """A plugin environment's `render_plan_step` (a static method of its class). Raises
     PlanError when the id is unknown or its class does not say how plans become actions."""
-    import gymnasium  # the registry only: this module stays below agentbench.envs
+    import gymnasium
 
     from agentbench.envs.plugins import plugin_env_class
 
