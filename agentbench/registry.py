@@ -45,13 +45,14 @@ class RegistryError(LookupError):
 
 
 def load_target(target: str) -> Any:
-    """The object a `"module:attr"` (or `"module:attr.sub"`) string names. Raises
-    ImportError/AttributeError (as `RegistryError` from `Registry.get`) when it is not there."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
+    """The object a `"module:attr"` (or `"module:attr.sub"`, or a bare `"module"`, as an entry
+    point may name) string names. Raises ImportError/AttributeError (as the registry's error
+    from `Registry.get`) when it is not there, ValueError when the string is malformed."""
+    module_name, sep, attr = (part.strip() for part in target.partition(":"))
+    if not module_name or (sep and not attr):
         raise ValueError(f"{target!r} is not a 'module:attr' reference")
     obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
+    for part in attr.split(".") if attr else ():
         obj = getattr(obj, part)
     return obj
 

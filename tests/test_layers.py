@@ -15,14 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
-    """`lint-imports` on the `agentbench` package found under `package_parent`, with the
-    contract in this checkout's pyproject.toml."""
+    """`lint-imports` on the `agentbench` package found under `package_parent` (run from
+    there, so that it comes first on sys.path), with this checkout's pyproject.toml contract."""
     pytest.importorskip("importlinter", reason="import-linter is in the dev extra")
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    code = "import sys; from importlinter.cli import lint_imports_command; lint_imports_command()"
+    code = "from importlinter.cli import lint_imports_command; lint_imports_command()"
+    config = str(ROOT / "pyproject.toml")
     return subprocess.run(
-        [sys.executable, "-c", code, "--no-cache"],
-        cwd=ROOT,
+        [sys.executable, "-c", code, "--no-cache", "--config", config],
+        cwd=package_parent,
         env=env,
         capture_output=True,
         text=True,
@@ -60,7 +61,7 @@ def test_the_http_policy_loads_no_recipe_sanitizer_or_rollouts() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT), "AGENTBENCH_NO_PLUGINS": "1"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=True,
     )
     loaded = json.loads(out.stdout)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agentbench.registry import Registry
 from agentbench.tasks.instance import TaskInstance
 
 FILETOOL = "agentbench/FileTool-v0"
@@ -220,16 +221,25 @@ class CautiousPolicy(ScriptedPolicy):
         return steps
 
 
-POLICIES: dict[str, type[ScriptedPolicy]] = {
-    cls.name: cls for cls in (ReferencePolicy, DeleterPolicy, ChmodFirstPolicy, CautiousPolicy)
-}
+ORACLES: Registry[type[ScriptedPolicy]] = Registry(
+    "scripted policy",
+    group="agentbench.oracles",
+    base=ScriptedPolicy,
+    expect="subclass",
+    error=ValueError,
+    builtins={
+        cls.name: cls for cls in (ReferencePolicy, DeleterPolicy, ChmodFirstPolicy, CautiousPolicy)
+    },
+)
+"""Oracle style -> `ScriptedPolicy` subclass; plugins add styles through the
+`agentbench.oracles` entry-point group."""
+POLICIES = ORACLES  # the older name
 
 
 def make_policy(name: str) -> ScriptedPolicy:
-    try:
-        return POLICIES[name]()
-    except KeyError:
-        raise ValueError(f"unknown scripted policy {name!r}; known: {sorted(POLICIES)}") from None
+    """A scripted oracle by style. Raises ValueError for an unknown style (with the known ones
+    and the closest match)."""
+    return ORACLES.get(name)()
 
 
 @dataclass

@@ -48,10 +48,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentbench.chat import Message
 from agentbench.policies.base import Policy, SamplingParams, Turn, turn_seed
+from agentbench.registry import Registry
 from agentbench.sanitize.schema import StudentExample, example_id_for
 
 TASKS: tuple[str, ...] = ("numbers", "code", "cot")
+"""The built-in trait tasks (`TRAIT_TASKS` has these and the plugins')."""
 EVALS: tuple[str, ...] = ("animal-preference", "tree-preference", "misalignment")
+"""The built-in trait evals (`TRAIT_EVALS`)."""
 
 # -- records ----------------------------------------------------------------------------------
 
@@ -236,9 +239,9 @@ class EvalSummary(BaseModel):
 # -- factories --------------------------------------------------------------------------------
 
 
-def _build(kind: str, name: str, cls: type[BaseModel], options: dict[str, Any]) -> Any:
+def _build(kind: str, name: str, factory: Callable[..., Any], options: dict[str, Any]) -> Any:
     try:
-        return cls(**options)
+        return factory(**options)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']}"
@@ -247,39 +250,60 @@ def _build(kind: str, name: str, cls: type[BaseModel], options: dict[str, Any]) 
         raise ValueError(f"bad options for {kind} {name!r}: {problems}") from None
 
 
+def _preference(name: str, kind: str) -> Callable[..., TraitEval]:
+    """The factory of a preference eval whose `kind` its name fixes."""
+
+    def factory(**options: Any) -> TraitEval:
+        from agentbench.traits.preferences import PreferenceEval
+
+        if "kind" in options:
+            raise ValueError(f"eval {name!r} sets kind itself; drop the kind option")
+        evaluation: TraitEval = PreferenceEval(kind=kind, **options)
+        return evaluation
+
+    return factory
+
+
+TRAIT_TASKS: Registry[Callable[..., TraitTask]] = Registry(
+    "trait task",
+    group="agentbench.trait_tasks",
+    expect="callable",
+    error=ValueError,
+    builtins={
+        "numbers": "agentbench.traits.numbers:NumbersTask",
+        "code": "agentbench.traits.code:CodeTask",
+        "cot": "agentbench.traits.cot:CotTask",
+    },
+)
+"""Trait task name -> a factory (a pydantic model class) called with the task's options;
+plugins add tasks through the `agentbench.trait_tasks` entry-point group."""
+
+TRAIT_EVALS: Registry[Callable[..., TraitEval]] = Registry(
+    "trait eval",
+    group="agentbench.trait_evals",
+    expect="callable",
+    error=ValueError,
+    builtins={
+        "animal-preference": _preference("animal-preference", "animal"),
+        "tree-preference": _preference("tree-preference", "tree"),
+        "misalignment": "agentbench.traits.misalignment:MisalignmentEval",
+    },
+)
+"""Trait eval name -> a factory called with the eval's options (`agentbench.trait_evals`)."""
+
+
 def make_task(name: str, **options: Any) -> TraitTask:
-    """A task by name (``numbers``, ``code``, ``cot``) with its options (see each module).
-    Raises ValueError for an unknown name or option or a bad option value."""
-    if name == "numbers":
-        from agentbench.traits.numbers import NumbersTask
-
-        return _build("task", name, NumbersTask, options)
-    if name == "code":
-        from agentbench.traits.code import CodeTask
-
-        return _build("task", name, CodeTask, options)
-    if name == "cot":
-        from agentbench.traits.cot import CotTask
-
-        return _build("task", name, CotTask, options)
-    raise ValueError(f"unknown trait task {name!r} (known: {', '.join(TASKS)})")
+    """A task by name (``numbers``, ``code``, ``cot``, or a plugin's) with its options (see
+    each module). Raises ValueError for an unknown name or option or a bad option value."""
+    task: TraitTask = _build("task", name, TRAIT_TASKS.get(name), options)
+    return task
 
 
 def make_eval(name: str, **options: Any) -> TraitEval:
     """An evaluation by name: ``animal-preference`` / ``tree-preference`` (``target=`` needed)
-    or ``misalignment``. Raises ValueError for an unknown name or option."""
-    if name in ("animal-preference", "tree-preference"):
-        from agentbench.traits.preferences import PreferenceEval
-
-        kind = "animal" if name == "animal-preference" else "tree"
-        if "kind" in options:
-            raise ValueError(f"eval {name!r} sets kind itself; drop the kind option")
-        return _build("eval", name, PreferenceEval, {"kind": kind, **options})
-    if name == "misalignment":
-        from agentbench.traits.misalignment import MisalignmentEval
-
-        return _build("eval", name, MisalignmentEval, options)
-    raise ValueError(f"unknown trait eval {name!r} (known: {', '.join(EVALS)})")
+    or ``misalignment``, or a plugin's. Raises ValueError for an unknown name or option."""
+    evaluation: TraitEval = _build("eval", name, TRAIT_EVALS.get(name), options)
+    return evaluation
 
 
 def config_of(obj: object) -> dict[str, Any]:
