@@ -8,12 +8,12 @@ loaded on first use.
     SANDBOXES.get("bwrap")        # imports agentbench.sandbox.bwrap now, once
     SANDBOXES.get("bwarp")        # LookupError: ... 'bwarp'; did you mean 'bwrap'? (known: ...)
 
-Entries come from three places, in order of precedence: `register()` calls (built-ins, and
-decorators such as `@generator`), the `builtins` table given at construction (strings, so that
-naming a backend imports nothing: `import agentbench.policies.http` does not load a model
-recipe), and the installed distributions' entry points in the registry's `group` (declared in
-pyproject.toml as `[project.entry-points."agentbench.<group>"]`), read on first lookup. A
-name already taken by a built-in keeps the built-in (a plugin cannot shadow one).
+Entries come from two places. The registry's own table: the `builtins` given at construction
+(mostly strings, so that naming a backend imports nothing: `import agentbench.policies.http`
+does not load a model recipe) and `register()` calls (decorators such as
+`@fixture_generator`). Then the installed distributions' entry points in the registry's
+`group` (declared in pyproject.toml as `[project.entry-points."agentbench.<group>"]`), read
+on first lookup. A name the table holds keeps its entry: a plugin cannot shadow a built-in.
 
 Resolution checks what was loaded against `base` (`expect="subclass"`: a class deriving from
 it; `"instance"`: an instance of it; `"callable"`: anything callable), so a wrong entry point
@@ -62,8 +62,8 @@ class Registry(MutableMapping[str, T], Generic[T]):
 
     It is a mapping (`name in reg`, `reg[name]`, `list(reg)`) so that tests can
     `monkeypatch.setitem` an entry; `reg[name]` resolves like `get` but raises KeyError for
-    an unknown name, as a mapping does. `names()` never imports
-    anything; `get()` imports the entry's module the first time and caches the object.
+    an unknown name, as a mapping does. `names()` never imports anything; `get()` imports
+    the entry's module the first time and caches the object.
     """
 
     def __init__(
