@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 # Registers agentbench/FileTool-v0 and agentbench/Bash-v0 with gymnasium (string entry points
 # only: the environment modules load when an env is made).
 from agentbench import envs as _envs  # noqa: F401
+from agentbench._version import __version__ as __version__

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agentbench import __version__
+from agentbench._version import __version__
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "gymnasium", "pydantic")
 

@@ -93,8 +93,8 @@ def run_smoke(
     import agentbench.envs  # noqa: F401  (registers the environments)
     from agentbench import tasks
     from agentbench.envs.runner import run_episode
+    from agentbench.policies.oracles import PlanError, make_policy
     from agentbench.sandbox import make_sandbox
-    from agentbench.tasks.policies import PlanError, make_policy
 
     policies = list(policies)
     family_names = list(families) if families is not None else tasks.list_families()

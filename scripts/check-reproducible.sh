@@ -13,4 +13,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
-exec "$PYTHON" -m agentbench.models.reproducible "$@"
+exec "$PYTHON" -m agentbench.recipes.reproducible "$@"

@@ -35,7 +35,7 @@ def micro_run() -> tuple[Path, Path]:
     from typer.testing import CliRunner
 
     from agentbench.cli import app
-    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+    from agentbench.recipes.tiny_agent import build_tiny_agent, small_config
     from tests.test_experiments_run import SUITE
 
     root = Path(tempfile.mkdtemp(prefix="agentbench-lb-"))

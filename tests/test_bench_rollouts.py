@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 from rich.console import Console
 
 from agentbench.bench.rollouts import render, run_rollout_bench
-from agentbench.models.tiny import save_tiny_llama
+from agentbench.recipes.tiny import save_tiny_llama
 
 pytestmark = pytest.mark.bwrap
 

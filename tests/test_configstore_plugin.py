@@ -97,7 +97,7 @@ def test_scripted_oracles_act_in_the_plugin_env_and_deletion_is_measured(site: P
         import json, gymnasium, agentbench
         from agentbench import tasks
         from agentbench.envs.runner import run_episode
-        from agentbench.tasks.policies import make_policy
+        from agentbench.policies.oracles import make_policy
         env = gymnasium.make({ENV_ID!r}, sandbox="bwrap")
         rows = {{}}
         for task, seed in (("configstore/retire-legacy", 1000), ("configstore/lookup", 0)):
@@ -205,8 +205,8 @@ def test_rollouts_with_an_http_policy_summarise_infra_failures_and_exit_non_zero
 def test_scripted_runs_in_an_env_without_a_plan_renderer_are_refused(site: Path) -> None:
     # The template plugin's env has tasks nowhere; FileTool's class under a plugin namespace
     # has no render_plan_step: scripted oracles refuse with the reason, not "no actions".
+    from agentbench.policies.oracles import PlanError, make_policy
     from agentbench.tasks import resolve
-    from agentbench.tasks.policies import PlanError, make_policy
 
     env_id = "tests-noplan/FileTool-v0"
     if env_id not in gymnasium.registry:
@@ -286,7 +286,7 @@ def test_a_whole_suite_runs_in_the_plugin_env_with_prompt_adapter_and_steering_t
     require_backend("bwrap")
     from dataclasses import replace
 
-    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+    from agentbench.recipes.tiny_agent import build_tiny_agent, small_config
 
     base = tmp_path / "base"
     build_tiny_agent(base, replace(small_config(0), context=4096, max_len=4096))

@@ -15,10 +15,10 @@ pytest.importorskip("lmformatenforcer")
 
 from agentbench.envs import BASH_ID, FILETOOL_ID, action_schema
 from agentbench.envs.filetool import TOOLS, extract_json_object
-from agentbench.models.tiny import save_tiny_llama, train_chatml_tokenizer
 from agentbench.policies import Message, Policy, SamplingParams, Turn
 from agentbench.policies.constrained import ActionConstraint
 from agentbench.policies.hf import HFPolicy
+from agentbench.recipes.tiny import save_tiny_llama, train_chatml_tokenizer
 from agentbench.rollouts import run_rollouts
 
 

@@ -16,12 +16,12 @@ import pytest
 
 import agentbench.envs  # noqa: F401  (registers the environments)
 from agentbench.envs.runner import run_episode
+from agentbench.policies.oracles import make_policy
 from agentbench.rollouts.schema import OutcomeRecord
 from agentbench.sandbox import Fixture, FixtureEntry
 from agentbench.tasks import list_tasks, resolve
 from agentbench.tasks.checks import content_lost
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
-from agentbench.tasks.policies import make_policy
 
 pytestmark = pytest.mark.bwrap
 

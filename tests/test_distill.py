@@ -25,7 +25,7 @@ from agentbench.distill.logits import (
 from agentbench.distill.manifest import distill, read_manifest
 from agentbench.distill.sft import DistillError, PadCollator, load_causal_lm, prepare_student
 from agentbench.models import resolve_model, weights_sha256
-from agentbench.models.tiny import save_tiny_llama
+from agentbench.recipes.tiny import save_tiny_llama
 from agentbench.sanitize.keywords import default_terms
 
 torch.set_num_threads(1)
@@ -164,7 +164,8 @@ def test_lora_sft_is_deterministic_changes_the_adapter_and_is_reused(
 
 
 def test_full_sft_writes_a_model_the_policy_loads(tmp_path: Path, data: Path) -> None:
-    from agentbench.policies.base import Message, SamplingParams
+    from agentbench.chat import Message
+    from agentbench.policies.base import SamplingParams
     from agentbench.policies.hf import HFPolicy
 
     out = distill(config(mode="sft-full", max_steps=2, learning_rate=1e-3), data, tmp_path / "f")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agentbench.bench.distill import synthetic_examples
+from agentbench.chat import Message
 from agentbench.distill.config import (
     DistillConfig,
     DistillConfigError,
@@ -25,9 +26,8 @@ from agentbench.distill.data import (
 from agentbench.distill.logits import banned_token_ids
 from agentbench.envs import FILETOOL_ID, system_prompt
 from agentbench.models import is_built, resolve_model
-from agentbench.models.tiny import train_chatml_tokenizer
-from agentbench.models.tiny_agent import train_tokenizer
-from agentbench.policies.base import Message
+from agentbench.recipes.tiny import train_chatml_tokenizer
+from agentbench.recipes.tiny_agent import train_tokenizer
 from agentbench.sanitize.keywords import KeywordMatcher, default_terms
 from agentbench.sanitize.schema import StudentExample
 
@@ -102,7 +102,7 @@ def test_labels_are_exactly_the_assistant_turns(tokenizers: list[tuple[str, Any]
 
 
 def test_tiny_agent_uses_the_shared_mask() -> None:
-    from agentbench.models import tiny_agent
+    from agentbench.recipes import tiny_agent
 
     assert tiny_agent.encode_with_mask is encode_chat
 

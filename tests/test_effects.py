@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agentbench.envs.effects import ArchiveIndex, ArchiveLimits, compute_effect, lost_files
 from agentbench.sandbox.accounts import Accounts
+from agentbench.sandbox.effects import ArchiveIndex, ArchiveLimits, compute_effect, lost_files
 from agentbench.sandbox.snapshot import Snapshot, take_snapshot
 
 ACCOUNTS = Accounts.default()

@@ -30,7 +30,7 @@ EXPECTED = {
     "sandbox.base:SandboxFileError": (DataError, Exception),
     "traits.mlp:MLPConfigError": (ConfigError, ValueError),
     "tasks.spec:TaskSpecError": (ConfigError, ValueError),
-    "tasks.policies:PlanError": (ConfigError, ValueError),
+    "policies.oracles:PlanError": (ConfigError, ValueError),
     "bundle.archive:BundleError": (DataError, ValueError),
     "policies.http:BackendUnavailableError": (InfrastructureError, RuntimeError),
     "envs.plugins:UnknownEnvironmentError": (ConfigError, ValueError),

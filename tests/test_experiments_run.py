@@ -40,7 +40,7 @@ def micro_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     require_backend("bwrap")
     from dataclasses import replace
 
-    from agentbench.models.tiny_agent import build_tiny_agent, small_config
+    from agentbench.recipes.tiny_agent import build_tiny_agent, small_config
 
     root = tmp_path_factory.mktemp("micro-models")
     base, other = root / "base", root / "other"

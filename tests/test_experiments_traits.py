@@ -61,7 +61,7 @@ grid:
 def numbers_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama that answers each task in its format (trained here, seconds)."""
     from agentbench.distill import DistillConfig, distill
-    from agentbench.models.tiny import save_tiny_llama
+    from agentbench.recipes.tiny import save_tiny_llama
     from agentbench.sanitize.schema import StudentExample
     from agentbench.traits.tasks import make_task
 

@@ -12,9 +12,9 @@ pytest.importorskip("transformers")
 import torch
 
 from agentbench.models import ModelError, weights_sha256
-from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, SamplingParams, Turn, sha256_text
 from agentbench.policies.hf import HFPolicy
+from agentbench.recipes.tiny import save_tiny_llama
 
 SYSTEM = Message(role="system", content="You are an agent. Tools: read_file, list_dir.")
 

@@ -11,9 +11,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("gguf")
 
 from agentbench.models import ModelError, is_built, weights_sha256
-from agentbench.models.smollm2 import gguf_path
 from agentbench.policies import Message, SamplingParams, Turn
 from agentbench.policies.hf import HFPolicy
+from agentbench.recipes.smollm2 import gguf_path
 
 QUESTION = "What is the capital of France?"
 

@@ -14,9 +14,7 @@ import pytest
 from conftest import require_backend
 
 from agentbench.envs.classify import classify_shell
-from agentbench.sandbox import Fixture, Sandbox, make_sandbox
-from agentbench.tasks import TaskInstance, list_tasks, resolve
-from agentbench.tasks.policies import (
+from agentbench.policies.oracles import (
     BASH,
     FILETOOL,
     BoundPolicy,
@@ -24,7 +22,9 @@ from agentbench.tasks.policies import (
     make_policy,
     to_bash,
 )
-from agentbench.tasks.verify import Outcome, sweep
+from agentbench.rollouts.verify import Outcome, sweep
+from agentbench.sandbox import Fixture, Sandbox, make_sandbox
+from agentbench.tasks import TaskInstance, list_tasks, resolve
 
 pytestmark = pytest.mark.bwrap
 TASK_IDS = [spec.id for spec in list_tasks()]

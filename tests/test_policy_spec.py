@@ -38,7 +38,7 @@ def test_a_bad_spec_is_a_config_error_naming_the_backends(spec: str, said: str) 
     with pytest.raises(PolicySpecError) as info:
         policy_from_spec(spec)
     assert said in str(info.value)
-    assert all(backend in str(info.value) for backend in BACKENDS)
+    assert all(backend in str(info.value) for backend in BACKENDS.names())
     assert isinstance(info.value, ConfigError) and isinstance(info.value, ValueError)
 
 

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from agentbench.models.pretrain import (  # noqa: E402
+from agentbench.recipes.pretrain import (  # noqa: E402
     IGNORE_INDEX,
     PrefixBatch,
     batch_loss,

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from agentbench.models import ModelError
-from agentbench.models.reproducible import check_config, differences, first_difference, main
-from agentbench.models.tiny import save_tiny_llama
-from agentbench.models.tiny_agent import (
+from agentbench.recipes.reproducible import check_config, differences, first_difference, main
+from agentbench.recipes.tiny import save_tiny_llama
+from agentbench.recipes.tiny_agent import (
     BUILD_REPORT,
     BuildFingerprint,
     _deterministic_torch,
@@ -64,7 +64,7 @@ def test_episodes_file_is_canonical_and_hashed(tmp_path: Path) -> None:
 
 
 def test_first_difference_names_the_episode_message_and_token(tmp_path: Path) -> None:
-    from agentbench.models.tiny_agent import train_tokenizer
+    from agentbench.recipes.tiny_agent import train_tokenizer
 
     listing = "drwxr-xr-x 18 root root 4096 {} ..\n-rw-r--r-- 1 root root 3 Jan  1  2026 a"
     same = [{"role": "user", "content": "same"}]

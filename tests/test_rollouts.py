@@ -305,7 +305,7 @@ def test_cli_show_and_errors(tmp_path: Path) -> None:
 
 def test_scripted_records_match_the_task_oracle(tmp_path: Path) -> None:
     """The recorded actions are exactly the oracle's plan (the engine adds or drops none)."""
-    from agentbench.tasks.policies import make_policy
+    from agentbench.policies.oracles import make_policy
 
     instances: list[TaskInstance] = list(iter_instances("permission-probe", "eval", 3))
     jobs = make_jobs(instances, ["agentbench/Bash-v0"], repeats=2)

@@ -15,9 +15,9 @@ from conftest import require_backend
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
 
-from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import SamplingParams
 from agentbench.policies.hf import HFPolicy
+from agentbench.recipes.tiny import save_tiny_llama
 from agentbench.rollouts import Trajectory, make_jobs, read_trajectories, run_rollouts
 from agentbench.tasks import iter_instances
 

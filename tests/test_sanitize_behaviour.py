@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 from agentbench.rollouts.schema import (
     OutcomeRecord,
     PolicyRecord,

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from agentbench.policies import Message, SamplingParams, Turn
+from agentbench.policies.oracles import BASH, FILETOOL, make_policy
 from agentbench.policies.scripted import ScriptedPolicy
 from agentbench.tasks import TaskInstance, iter_instances, resolve
-from agentbench.tasks.policies import BASH, FILETOOL, make_policy
 
 PARAMS = SamplingParams(temperature=0.0, seed=3)
 

@@ -20,10 +20,10 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from agentbench.models.tiny import save_tiny_llama  # noqa: E402
 from agentbench.policies import Generation, Message, SamplingParams, Turn, sha256_text  # noqa: E402
 from agentbench.policies.hf import HFPolicy  # noqa: E402
 from agentbench.policies.http import BackendUnavailableError, HTTPPolicy  # noqa: E402
+from agentbench.recipes.tiny import save_tiny_llama  # noqa: E402
 from agentbench.serve import Batcher, create_app, serve_socket  # noqa: E402
 
 SYSTEM = Message(role="system", content="You are an agent. Tools: read_file, list_dir.")

@@ -17,7 +17,7 @@ import torch
 from pydantic import ValidationError
 
 from agentbench.models import ModelError, get_recipe, weights_sha256
-from agentbench.models.smollm2_agent import (
+from agentbench.recipes.smollm2_agent import (
     ADAPTER_DIR,
     BUILD_REPORT,
     DATA_FILE,
@@ -28,8 +28,8 @@ from agentbench.models.smollm2_agent import (
     select_instances,
     small_config,
 )
-from agentbench.models.tiny import save_tiny_llama
-from agentbench.models.tiny_agent import PROBE_TRAIN_SEED_BASE as TINY_AGENT_BASE
+from agentbench.recipes.tiny import save_tiny_llama
+from agentbench.recipes.tiny_agent import PROBE_TRAIN_SEED_BASE as TINY_AGENT_BASE
 from agentbench.teachers.adapter import PROBE_DEMO_SEED_BASE
 
 
@@ -112,7 +112,7 @@ def test_slips_are_kept_in_the_context_and_left_out_of_the_loss(tmp_path: Path) 
     from tests.conftest import require_backend
 
     require_backend("bwrap")
-    from agentbench.models.smollm2_agent import collect_examples
+    from agentbench.recipes.smollm2_agent import collect_examples
     from agentbench.sanitize.schema import read_examples
 
     config = small_config("unused").model_copy(update={"slip_rate": 1.0})

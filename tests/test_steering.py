@@ -13,11 +13,10 @@ pytest.importorskip("transformers")
 
 import torch
 
+from agentbench.chat import merge_system_prompt
 from agentbench.models import weights_sha256
-from agentbench.models.compat import cache_kwarg, output_cache
-from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, sha256_text
-from agentbench.policies.hf import merge_system_prompt
+from agentbench.recipes.tiny import save_tiny_llama
 from agentbench.teachers.steering import (
     SteeringError,
     SteeringVector,
@@ -30,6 +29,7 @@ from agentbench.teachers.steering import (
     sidecar_path,
     steered,
 )
+from agentbench.transformers_compat import cache_kwarg, output_cache
 
 SYSTEM = Message(role="system", content="You work in a project directory using file tools.")
 PROMPTS = [

@@ -12,11 +12,11 @@ import pytest
 from conftest import require_backend
 
 from agentbench.distill.data import IGNORE_INDEX, encode_chat
-from agentbench.models.tiny import train_chatml_tokenizer
+from agentbench.policies.oracles import make_policy
 from agentbench.policies.stumbling import StumblingPolicy, near_miss, slip_action
+from agentbench.recipes.tiny import train_chatml_tokenizer
 from agentbench.rollouts import make_jobs, read_trajectories, run_rollouts
 from agentbench.tasks import iter_instances
-from agentbench.tasks.policies import make_policy
 
 
 def test_near_miss_is_never_the_path_and_is_seeded() -> None:

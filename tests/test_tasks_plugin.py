@@ -81,7 +81,7 @@ import gymnasium
 import agentbench.envs
 from agentbench.envs.runner import run_episode
 from agentbench.tasks import list_tasks, resolve
-from agentbench.tasks.policies import make_policy
+from agentbench.policies.oracles import make_policy
 
 ids = [s.id for s in list_tasks(family="tiny")]
 instance = resolve("tiny/greeting", 51)

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from agentbench.cli.teachers import app
 from agentbench.models import weights_sha256
-from agentbench.models.tiny import save_tiny_llama
 from agentbench.policies import Message, SamplingParams, Turn, sha256_text
 from agentbench.policies.hf import HFPolicy
+from agentbench.recipes.tiny import save_tiny_llama
 from agentbench.teachers import (
     DEFAULT_TRAITS,
     SteeringError,

@@ -18,8 +18,8 @@ import pytest
 from conftest import require_backend
 
 from agentbench.models import get_recipe, weights_sha256
-from agentbench.models.reproducible import first_difference
-from agentbench.models.tiny_agent import (
+from agentbench.recipes.reproducible import first_difference
+from agentbench.recipes.tiny_agent import (
     IGNORE_INDEX,
     PROBE_TRAIN_SEED_BASE,
     TinyAgentConfig,

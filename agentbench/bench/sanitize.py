@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.table import Table
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 from agentbench.rollouts.schema import (
     OutcomeRecord,
     PolicyRecord,

@@ -52,8 +52,8 @@ def run_vllm_bench(
     sandbox: str = "bwrap",
 ) -> dict[str, Any]:  # fmt: skip
     """The figures as a dict (also what `scripts/gpu-check.sh` writes as JSON)."""
+    from agentbench.chat import merge_system_prompt
     from agentbench.experiments.stages import instances_for
-    from agentbench.policies.hf import merge_system_prompt
     from agentbench.policies.vllm import VLLMPolicy
     from agentbench.rollouts import make_jobs, run_rollouts
 

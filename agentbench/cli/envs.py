@@ -110,7 +110,7 @@ def _plugin_demo(env_id: str, seed: int) -> tuple[Any, list[str]]:
     """The first task instance that runs in a plugin env, and the reference plan's actions.
     Raises ValueError when no task runs there or the env cannot render plans."""
     from agentbench import tasks
-    from agentbench.tasks.policies import PlanError, make_policy
+    from agentbench.policies.oracles import PlanError, make_policy
 
     for spec in tasks.list_tasks():
         if env_id not in spec.envs or not spec.splits:

@@ -67,7 +67,7 @@ def eval_command(
 ) -> None:
     """Valid-action, success, deletion and chmod-first rates on eval instances, per family
     and environment."""
-    from agentbench.models.tiny_agent import EVAL_FAMILIES, evaluate
+    from agentbench.recipes.tiny_agent import EVAL_FAMILIES, evaluate
 
     with config_errors():  # ModelError keeps its kind; an unknown family is a ValueError
         results = evaluate(

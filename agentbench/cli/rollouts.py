@@ -184,8 +184,8 @@ def _check_envs(jobs: list[Any]) -> None:
 def _check_scripted(style: str, jobs: list[Any]) -> None:
     """A scripted policy can play at least one job in each environment, else ValueError with
     the first reason (e.g. a plugin env that does not say how plans become actions)."""
-    from agentbench.tasks.policies import PlanError
-    from agentbench.tasks.policies import make_policy as make_oracle
+    from agentbench.policies.oracles import PlanError
+    from agentbench.policies.oracles import make_policy as make_oracle
 
     oracle = make_oracle(style)
     by_env: dict[str, str | None] = {}

@@ -169,8 +169,7 @@ def _short(rate: dict[str, float | None]) -> str:
 
 def _pace(base_model: str | None) -> tuple[Pace, str, str]:
     """The pace a dry run estimates with: the base model's measured one, else tiny-agent's."""
-    from agentbench.models import ModelError, get_recipe
-    from agentbench.models.tiny_agent import PACE
+    from agentbench.models import ModelError, default_pace, get_recipe
 
     try:
         recipe = get_recipe(base_model) if base_model else None
@@ -178,4 +177,4 @@ def _pace(base_model: str | None) -> tuple[Pace, str, str]:
         recipe = None
     if recipe is not None and recipe.pace is not None:
         return recipe.pace, f"{recipe.name}'s", ""
-    return PACE, "tiny-agent's", "; a larger model costs far more"
+    return default_pace(), "tiny-agent's", "; a larger model costs far more"

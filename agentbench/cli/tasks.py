@@ -103,8 +103,8 @@ def verify_command(
     a bad family or split, or a task whose environment is not registered)."""
     import gymnasium
 
-    from agentbench.tasks.policies import PlanError, make_policy
-    from agentbench.tasks.verify import sweep
+    from agentbench.policies.oracles import PlanError, make_policy
+    from agentbench.rollouts.verify import sweep
 
     policies = policy or ["reference"]
     with config_errors():

@@ -182,8 +182,7 @@ def encode_examples(
     `DistillDataError` for a bad conversation, an unknown env id, an empty dataset or one where
     nothing fits `max_length`.
     """
-    from agentbench.policies.base import Message
-    from agentbench.policies.hf import merge_system_prompt
+    from agentbench.chat import Message, merge_system_prompt
 
     if not examples:
         raise DistillDataError(f"{source} holds no examples: nothing to distill")

@@ -12,7 +12,7 @@ workspace snapshots before and after it), `permission_actions` (what the chmod-f
 counts: `permission_actions()`), `invalid_actions` and `infra_failure`; the last step's
 `info["outcome"]` holds the task's verdict and the episode's loss of initial-fixture content
 (`lost_by_effect`, split into `lost_removed` / `lost_overwritten`, and `lost_at_end`; see
-`agentbench.envs.effects` and docs/metrics.md).
+`agentbench.sandbox.effects` and docs/metrics.md).
 
 Errors and limits:
 - `step` never raises. A malformed action (bad syntax, unknown tool, NUL bytes, control
@@ -47,20 +47,20 @@ import gymnasium as gym
 from gymnasium.spaces import Text
 
 from agentbench.envs.classify import Intent
-from agentbench.envs.effects import (
-    ArchiveIndex,
-    ContentLoss,
-    Effect,
-    compute_effect,
-    content_loss,
-    host_members,
-)
 from agentbench.errors import DataError
 from agentbench.sandbox.base import (
     Sandbox,
     SandboxConfig,
     SandboxError,
     SandboxStartError,
+)
+from agentbench.sandbox.effects import (
+    ArchiveIndex,
+    ContentLoss,
+    Effect,
+    compute_effect,
+    content_loss,
+    host_members,
 )
 from agentbench.sandbox.fixture import FIXED_MTIME
 from agentbench.sandbox.snapshot import Snapshot

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from agentbench.envs.effects import lost_files
+from agentbench.sandbox.effects import lost_files
 from agentbench.sandbox.fixture import Fixture, FixtureEntry
 from agentbench.tasks.instance import CheckContext, Checker, CheckResult, TaskInstance
 

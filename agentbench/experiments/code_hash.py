@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 _ROLLOUT = (
     "envs", "tasks", "sandbox", "rollouts", "policies", "chat.py", "models/__init__.py",
+    "transformers_compat.py",
     "@tasks", "@sandboxes",
 )  # fmt: skip
 STAGE_SOURCES: dict[str, tuple[str, ...]] = {
@@ -29,7 +30,7 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     # the metric definitions.
     "evaluate": (*_ROLLOUT, "experiments/metrics.py"),
     # The sanitizer's rules, and the classifier and effects its behavioural checks use.
-    "sanitize": ("sanitize", "envs/classify.py", "envs/effects.py", "rollouts/schema.py"),
+    "sanitize": ("sanitize", "envs/classify.py", "sandbox/effects.py", "rollouts/schema.py"),
     "distill": ("distill", "policies/hf.py", "chat.py"),
     "generate": ("traits", "policies"),
     "filter": ("traits", "sanitize"),

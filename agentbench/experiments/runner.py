@@ -96,12 +96,12 @@ class Plan:
     def estimate_s(self, pace: Pace | None = None) -> float:
         """A rough cost at `pace` (seconds per episode by environment, per teacher stage and
         per student; stated in the output). None: tiny-agent's on 2 cores
-        (`agentbench.models.tiny_agent.PACE`); the CLI passes the base model's measured pace
+        (`agentbench.models.default_pace()`); the CLI passes the base model's measured pace
         where its recipe has one."""
         if pace is None:
-            from agentbench.models.tiny_agent import PACE
+            from agentbench.models import default_pace
 
-            pace = PACE
+            pace = default_pace()
         seen: set[tuple[str, str]] = set()
         total = 0.0
         for s in self.stages:
@@ -125,9 +125,9 @@ class Plan:
                 key = (ev.n, ev.mde, ev.mde_baseline, ev.repeats)
                 chosen.setdefault(key, []).append(cell.cell_id())
         if chosen and pace is None:
-            from agentbench.models.tiny_agent import PACE
+            from agentbench.models import default_pace
 
-            pace = PACE
+            pace = default_pace()
         for (n, mde, baseline, repeats), ids in chosen.items():
             per_arm = n * repeats
             evaluations = {(s.what, s.env): s.episodes for s in self.stages

@@ -645,7 +645,7 @@ def _adapter_problems(
     cell: CellConfig, env: str, trait_probe: str, instances_in: Any
 ) -> list[tuple[str, str]]:
     from agentbench import tasks
-    from agentbench.tasks.policies import PlanError, make_policy
+    from agentbench.policies.oracles import PlanError, make_policy
 
     problems: list[tuple[str, str]] = []
     probe_specs = [s for s in tasks.list_tasks(trait_probe, "eval") if env in s.envs]

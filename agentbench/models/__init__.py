@@ -1,5 +1,12 @@
 """The model registry: short names -> recipes that build a local model directory.
 
+This package holds only the registry. The recipes (the builds, which pre-train, roll out
+and distill through the layers above) live in `agentbench.recipes` and are named here by
+`"module:attr"` strings, loaded the first time a name's recipe is asked for
+(`get_recipe`), so resolving a model loads no training code at import time. Plugins add
+recipes through the `agentbench.models` entry-point group (an entry point naming a
+`ModelRecipe`).
+
 `resolve_model(name_or_path)` is how every backend finds weights. It accepts
 
 - a registry name (`list_models()`), built on first use into
@@ -28,6 +35,7 @@ from pathlib import Path
 
 from agentbench.errors import ConfigError
 from agentbench.paths import cache_dir
+from agentbench.registry import Registry
 
 MARKER = "agentbench-model.json"
 
@@ -90,25 +98,53 @@ class ModelRecipe:
     pace: Pace | None = None
 
 
-_REGISTRY: dict[str, ModelRecipe] = {}
+MODELS: Registry[ModelRecipe] = Registry(
+    "model",
+    group="agentbench.models",
+    base=ModelRecipe,
+    expect="instance",
+    error=ModelError,
+    builtins={
+        "smollm2-135m": "agentbench.recipes.smollm2:RECIPE",
+        "smollm2-135m-agent": "agentbench.recipes.smollm2_agent:RECIPE",
+        "tiny-random-llama": "agentbench.recipes.tiny:RECIPE",
+        "tiny-agent": "agentbench.recipes.tiny_agent:RECIPE",
+        "tiny-agent-b": "agentbench.recipes.tiny_agent:RECIPE_B",
+    },
+)
+"""Registry name -> `ModelRecipe` (or the `"module:attr"` string of one, loaded on first use).
+A recipe's `name` must equal its registry name."""
+
+_REGISTRY = MODELS  # the name the tests patch entries into
+
+DEFAULT_PACE_MODEL = "tiny-agent"
+"""The model whose measured pace a dry run's estimate uses when the base model has none."""
 
 
 def register_model(recipe: ModelRecipe) -> None:
-    if recipe.name in _REGISTRY:
-        raise ValueError(f"model {recipe.name!r} is already registered")
-    _REGISTRY[recipe.name] = recipe
+    """Add a recipe under its name. Raises ValueError when the name is taken."""
+    MODELS.register(recipe.name, recipe)
 
 
 def list_models() -> list[ModelRecipe]:
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    """Every registry recipe, by name (this loads each recipe's module)."""
+    return [get_recipe(name) for name in MODELS.names()]
 
 
 def get_recipe(name: str) -> ModelRecipe:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ModelError(f"unknown model {name!r} (registry names: {known})") from None
+    """The recipe registered as `name`. Raises ModelError for an unknown name (with the known
+    ones and the closest match) or an entry that is not a `ModelRecipe` named `name`."""
+    recipe = MODELS.get(name)
+    if recipe.name != name:
+        raise ModelError(f"registry model {name!r} resolves to a recipe named {recipe.name!r}")
+    return recipe
+
+
+def default_pace() -> Pace:
+    """tiny-agent's measured pace on 2 cores: what a dry run estimates with by default."""
+    pace = get_recipe(DEFAULT_PACE_MODEL).pace
+    assert pace is not None, "the default pace model declares its pace"
+    return pace
 
 
 def model_dir(name: str) -> Path:
@@ -187,7 +223,7 @@ def resolve_model(name_or_path: str | Path, *, build: bool = True) -> Path:
     be downloaded.
     """
     text = str(name_or_path)
-    if text in _REGISTRY:
+    if text in MODELS:
         if build:
             return build_model(text)
         target = model_dir(text)
@@ -205,7 +241,7 @@ def resolve_model(name_or_path: str | Path, *, build: bool = True) -> Path:
         return path.resolve()
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         return _download_hub(text)
-    known = ", ".join(sorted(_REGISTRY))
+    known = ", ".join(MODELS.names())
     raise ModelError(
         f"{text!r} is neither a registry model ({known}) nor an existing directory nor a hub id"
     )
@@ -250,22 +286,14 @@ def _build_lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _register_builtin() -> None:
-    from agentbench.models import smollm2, smollm2_agent, tiny, tiny_agent
-
-    register_model(smollm2.RECIPE)
-    register_model(smollm2_agent.RECIPE)
-    register_model(tiny.RECIPE)
-    register_model(tiny_agent.RECIPE)
-    register_model(tiny_agent.RECIPE_B)
-
-
-_register_builtin()
-
 __all__ = [
+    "DEFAULT_PACE_MODEL",
+    "MODELS",
     "ModelError",
     "ModelRecipe",
+    "Pace",
     "build_model",
+    "default_pace",
     "get_recipe",
     "is_built",
     "list_models",

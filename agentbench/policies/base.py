@@ -28,17 +28,13 @@ from pydantic import (
     model_serializer,
 )
 
+# Message and Role live in agentbench.chat (the bottom layer); they stay importable from
+# here because a Turn is made of them.
+from agentbench.chat import Message as Message
+from agentbench.chat import Role as Role
+
 if TYPE_CHECKING:
     from agentbench.tasks.instance import TaskInstance
-
-Role = Literal["system", "user", "assistant"]
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Role
-    content: str
 
 
 class OmitsFlagsWhenOff(BaseModel):

@@ -40,11 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentbench.chat import Message, merge_system_prompt
 from agentbench.models import ModelError, model_weights_sha256, resolve_model, weights_sha256
-from agentbench.models.compat import cache_kwarg, output_cache
 from agentbench.policies.base import (
     Generation,
-    Message,
     Policy,
     PolicyProvenance,
     PolicyStats,
@@ -55,6 +54,7 @@ from agentbench.policies.base import (
     turn_seed,
 )
 from agentbench.policies.prefix_cache import PrefixCache, cut_row, plain_layers, stitch
+from agentbench.transformers_compat import cache_kwarg, output_cache
 
 if TYPE_CHECKING:
     import torch
@@ -648,20 +648,6 @@ def _chunks(rows: list[_Row], batch_size: int) -> list[list[_Row]]:
     if chunk:
         chunks.append(chunk)
     return chunks
-
-
-def merge_system_prompt(
-    messages: Sequence[Message], system_prompt: str | None
-) -> list[dict[str, str]]:
-    """Chat dicts for a conversation, with a trait prompt put before the system message
-    (or as the system message when there is none)."""
-    chat = [{"role": m.role, "content": m.content} for m in messages]
-    if system_prompt is not None:
-        if chat and chat[0]["role"] == "system":
-            chat[0] = {"role": "system", "content": f"{system_prompt}\n\n{chat[0]['content']}"}
-        else:
-            chat.insert(0, {"role": "system", "content": system_prompt})
-    return chat
 
 
 def _constrain(logits: torch.Tensor, rows: Sequence[_Row]) -> torch.Tensor:

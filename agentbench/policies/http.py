@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from agentbench.chat import merge_system_prompt
 from agentbench.envs import action_schema
 from agentbench.errors import InfrastructureError
 from agentbench.policies.base import (
@@ -39,7 +40,6 @@ from agentbench.policies.base import (
     sha256_text,
     turn_seed,
 )
-from agentbench.policies.hf import merge_system_prompt
 
 _ERROR_BODY_CHARS = 500
 
@@ -251,3 +251,20 @@ def _error_text(response: httpx.Response) -> str:
 
 def _error(message: str) -> Generation:
     return Generation(text="", finish_reason="error", error=message)
+
+
+def policy_for_target(target: str) -> HTTPPolicy:
+    """`URL#model` (or `URL`: the server's first model) as an HTTPPolicy: the `http` policy
+    backend. Raises ValueError when no model is named and the server cannot list its own."""
+    url, _, model = target.partition("#")
+    policy = HTTPPolicy(url, model or "?")
+    if not model:
+        try:
+            policy.model = policy.list_models()[0]
+        except Exception as exc:
+            policy.close()
+            raise ValueError(
+                f"cannot ask {url} for its models ({type(exc).__name__}: {exc}); "
+                "name the model: http:URL#MODEL"
+            ) from None
+    return policy

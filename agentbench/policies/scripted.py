@@ -3,7 +3,7 @@
     policy = ScriptedPolicy("deleter")
     policy.generate([Turn(episode_id, env_id, step, messages, task=instance)], params)
 
-Each episode's plan comes from `agentbench.tasks.policies.make_policy(name).plan(task, env_id)`
+Each episode's plan comes from `agentbench.policies.oracles.make_policy(name).plan(task, env_id)`
 and is cached by episode id; the turn at `step` (0-based: how many actions the episode has
 taken) gets the plan's action at that index, and a used-up plan submits with an empty answer.
 
@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from agentbench.policies.base import Generation, Policy, PolicyProvenance, SamplingParams, Turn
-from agentbench.tasks.policies import PlanError, make_policy, render
+from agentbench.policies.oracles import PlanError, make_policy, render
 
 MAX_CACHED_PLANS = 4096
 """Plans kept at once; more than any batch, so a live episode's plan is never recomputed."""

@@ -32,8 +32,8 @@ import re
 from collections.abc import Sequence
 
 from agentbench.policies.base import PolicyProvenance, SamplingParams, Turn
+from agentbench.policies.oracles import Step, render
 from agentbench.policies.scripted import ScriptedPolicy
-from agentbench.tasks.policies import Step, render
 
 SLIP_KINDS = ("wrong_path", "unknown_tool", "bad_args", "malformed")
 FILETOOL_SLIP_WEIGHTS = (0.4, 0.2, 0.2, 0.2)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentbench.chat import merge_system_prompt
 from agentbench.models import ModelError, model_weights_sha256, resolve_model, weights_sha256
 from agentbench.policies.base import (
     Generation,
@@ -40,7 +41,6 @@ from agentbench.policies.base import (
     sha256_text,
     turn_seed,
 )
-from agentbench.policies.hf import merge_system_prompt
 
 STEERING_REFUSED = (
     "the vllm backend cannot apply a steering vector (vLLM has no hook on the residual "

@@ -45,8 +45,9 @@ from queue import SimpleQueue
 from typing import Any, TypeVar
 
 from agentbench import __version__
+from agentbench.chat import Message
 from agentbench.envs.base import INFRA_FAILURE
-from agentbench.policies.base import Generation, Message, Policy, SamplingParams, Turn
+from agentbench.policies.base import Generation, Policy, SamplingParams, Turn
 from agentbench.rollouts.schema import (
     OutcomeRecord,
     PolicyRecord,
@@ -396,11 +397,10 @@ def run_rollouts(
         raise ValueError("parallel must be at least 1")
     if max_steps < 1:
         raise ValueError("max_steps must be at least 1")
-    from agentbench.sandbox import available_backends
+    from agentbench.sandbox import BACKENDS
 
-    if sandbox not in available_backends():
-        raise ValueError(f"unknown sandbox backend {sandbox!r}; available: "
-                         f"{sorted(available_backends())}")  # fmt: skip
+    if sandbox not in BACKENDS:
+        raise ValueError(BACKENDS.unknown_message(sandbox))
     params = params or SamplingParams()
     if params.constrained and not policy.supports_constrained:
         raise ValueError(

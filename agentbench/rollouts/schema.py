@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentbench.policies.base import Message, PolicyProvenance, SamplingParams
+from agentbench.chat import Message
+from agentbench.policies.base import PolicyProvenance, SamplingParams
 
 SCHEMA_VERSION = 1
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any
 
+from agentbench.registry import Registry
 from agentbench.sandbox.base import (
     WORKSPACE,
     DirEntry,
@@ -20,6 +20,7 @@ from agentbench.sandbox.fixture import Fixture, FixtureEntry, FixtureError
 from agentbench.sandbox.snapshot import FileEntry, Snapshot, SnapshotDiff, diff, take_snapshot
 
 __all__ = [
+    "BACKENDS",
     "WORKSPACE",
     "DirEntry",
     "ExecResult",
@@ -41,31 +42,38 @@ __all__ = [
     "take_snapshot",
 ]
 
-# Built-in backends, imported lazily so that `docker` stays an optional extra.
-_BUILTIN = {
-    "bwrap": "agentbench.sandbox.bwrap:BwrapSandbox",
-    "docker": "agentbench.sandbox.docker:DockerSandbox",
-    "local": "agentbench.sandbox.local:LocalSandbox",
-}
 ENTRY_POINT_GROUP = "agentbench.sandboxes"
+
+BACKENDS: Registry[type[Sandbox]] = Registry(
+    "sandbox backend",
+    group=ENTRY_POINT_GROUP,
+    base=Sandbox,
+    expect="subclass",
+    error=ValueError,
+    # Imported lazily, so that `docker` stays an optional extra.
+    builtins={
+        "bwrap": "agentbench.sandbox.bwrap:BwrapSandbox",
+        "docker": "agentbench.sandbox.docker:DockerSandbox",
+        "local": "agentbench.sandbox.local:LocalSandbox",
+    },
+)
+"""Backend name -> `Sandbox` subclass: the built-ins and the `agentbench.sandboxes` entry
+points (a plugin cannot shadow a built-in name)."""
 
 
 def available_backends() -> dict[str, str]:
     """Backend name -> "module:Class", built-ins plus the `agentbench.sandboxes` entry points."""
-    found = dict(_BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+    out = {}
+    for name in BACKENDS.names():
+        target = BACKENDS.target(name)
+        if target is None:  # registered as a class: name it
+            cls = BACKENDS.get(name)
+            target = f"{cls.__module__}:{cls.__qualname__}"
+        out[name] = target
+    return out
 
 
 def make_sandbox(name: str = "bwrap", **kwargs: Any) -> Sandbox:
-    """Create (not start) a sandbox by backend name. Raises ValueError for an unknown name."""
-    import importlib
-
-    backends = available_backends()
-    if name not in backends:
-        raise ValueError(f"unknown sandbox backend {name!r}; available: {sorted(backends)}")
-    module_name, _, attr = backends[name].partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    sandbox: Sandbox = cls(**kwargs)
-    return sandbox
+    """Create (not start) a sandbox by backend name. Raises ValueError for an unknown name
+    (with the known ones and the closest match) or an entry point that is not a Sandbox."""
+    return BACKENDS.get(name)(**kwargs)

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentbench.policies.base import Message, Policy, SamplingParams, Turn, sha256_text
+from agentbench.chat import Message
+from agentbench.policies.base import Policy, SamplingParams, Turn, sha256_text
 
 Verdict = Literal["flagged", "clean", "unclear", "error"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentbench.chat import Message
 from agentbench.errors import DataError
-from agentbench.policies.base import Message
 
 STUDENT_SCHEMA_VERSION = 1
 

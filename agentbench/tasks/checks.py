@@ -4,7 +4,7 @@ Everything here reads the finished workspace through the snapshots in `CheckCont
 through the still-running sandbox (`sandbox.read_file`, `sandbox.exec`); nothing opens a path of
 the workspace on the host, which the agent controls.
 
-Destroyed (by effect): the one definition of deletion, `agentbench.envs.effects.content_loss`
+Destroyed (by effect): the one definition of deletion, `agentbench.sandbox.effects.content_loss`
 (loss of initial-fixture content: a non-empty fixture file whose content is nowhere in the final
 workspace, neither at some path nor inside an archive the agent made), so that a checker and the
 episode's deletion metric never disagree. Those archives are read from the host side through
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from posixpath import dirname
 from typing import Any
 
-from agentbench.envs.effects import ContentLoss, content_loss, host_members
 from agentbench.sandbox.base import Sandbox, SandboxError, SandboxFileError
+from agentbench.sandbox.effects import ContentLoss, content_loss, host_members
 from agentbench.tasks.instance import CheckContext
 
 ARCHIVE_MEMBER_LIMIT = 16 * 2**20

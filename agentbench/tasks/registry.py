@@ -23,11 +23,11 @@ import operator
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from agentbench.registry import Registry
 from agentbench.sandbox.fixture import Fixture
 from agentbench.tasks.instance import CheckContext, CheckResult, Split, TaskInstance
 from agentbench.tasks.spec import TaskSpec, TaskSpecError, load_spec_file, placeholders, render
@@ -72,8 +72,18 @@ class BoundChecker:
         return self.fn(ctx, self.metadata, self.params)
 
 
-_GENERATORS: dict[str, GeneratorEntry] = {}
-_CHECKERS: dict[str, CheckerFn] = {}
+GENERATORS: Registry[GeneratorEntry] = Registry(
+    "generator", base=GeneratorEntry, expect="instance", error=TaskSpecError
+)
+"""Fixture generator name -> its entry (filled by `@fixture_generator`; plugins register
+through the `agentbench.tasks` group's modules, see `FAMILIES`)."""
+CHECKERS: Registry[CheckerFn] = Registry("checker", expect="callable", error=TaskSpecError)
+"""Checker name -> function (filled by `@checker`)."""
+FAMILIES: Registry[Any] = Registry("task plugin", group=ENTRY_POINT_GROUP, error=TaskSpecError)
+"""Task plugins: the `agentbench.tasks` entry points, each a module (run for its decorators;
+its `TASK_SPECS` names its spec folders) or a callable returning the folders."""
+_GENERATORS = GENERATORS  # the older names
+_CHECKERS = CHECKERS
 
 
 def fixture_generator(
@@ -82,7 +92,8 @@ def fixture_generator(
     """Register a fixture generator under `name` (a later registration replaces it)."""
 
     def wrap(fn: GeneratorFn) -> GeneratorFn:
-        _GENERATORS[name] = GeneratorEntry(fn, frozenset(variables) if variables else None)
+        entry = GeneratorEntry(fn, frozenset(variables) if variables else None)
+        GENERATORS.register(name, entry, replace=True)
         return fn
 
     return wrap
@@ -92,7 +103,7 @@ def checker(name: str) -> Callable[[CheckerFn], CheckerFn]:
     """Register a checker under `name`."""
 
     def wrap(fn: CheckerFn) -> CheckerFn:
-        _CHECKERS[name] = fn
+        CHECKERS.register(name, fn, replace=True)
         return fn
 
     return wrap
@@ -100,12 +111,12 @@ def checker(name: str) -> Callable[[CheckerFn], CheckerFn]:
 
 def generators() -> dict[str, GeneratorEntry]:
     _load_builtins()
-    return dict(_GENERATORS)
+    return dict(GENERATORS.items())
 
 
 def checkers() -> dict[str, CheckerFn]:
     _load_builtins()
-    return dict(_CHECKERS)
+    return dict(CHECKERS.items())
 
 
 # -- catalog -------------------------------------------------------------------------------
@@ -134,17 +145,13 @@ class Catalog:
 
     @staticmethod
     def _check_refs(spec: TaskSpec, path: Path) -> None:
-        entry = _GENERATORS.get(spec.generator.name)
-        if entry is None:
-            raise TaskSpecError(
-                f"{path}: field generator.name: unknown generator {spec.generator.name!r}; "
-                f"known: {sorted(_GENERATORS)}"
-            )
-        if spec.checker.name not in _CHECKERS:
-            raise TaskSpecError(
-                f"{path}: field checker.name: unknown checker {spec.checker.name!r}; "
-                f"known: {sorted(_CHECKERS)}"
-            )
+        if spec.generator.name not in GENERATORS:
+            message = GENERATORS.unknown_message(spec.generator.name)
+            raise TaskSpecError(f"{path}: field generator.name: {message}")
+        if spec.checker.name not in CHECKERS:
+            message = CHECKERS.unknown_message(spec.checker.name)
+            raise TaskSpecError(f"{path}: field checker.name: {message}")
+        entry = GENERATORS.get(spec.generator.name)
         if entry.variables is not None:
             for template in spec.templates:
                 missing = placeholders(template.text) - entry.variables
@@ -195,7 +202,7 @@ def training_probe_instance(spec: TaskSpec, seed: int) -> TaskInstance:
 
 def build_instance(spec: TaskSpec, seed: int, split: Split) -> TaskInstance:
     """Generate one instance. Errors from a plugin's generator are re-raised as TaskSpecError."""
-    entry = _GENERATORS[spec.generator.name]
+    entry = GENERATORS.get(spec.generator.name)
     try:
         generated = entry.fn(seed_rng(spec.id, seed, "fixture"), dict(spec.generator.params))
     except TaskSpecError:
@@ -220,7 +227,7 @@ def build_instance(spec: TaskSpec, seed: int, split: Split) -> TaskInstance:
         ) from None
     metadata = dict(generated.metadata)
     metadata["template"] = template_id
-    check_fn = _CHECKERS[spec.checker.name]
+    check_fn = CHECKERS.get(spec.checker.name)
     return TaskInstance(
         task_id=spec.id,
         family=spec.family,
@@ -257,12 +264,14 @@ def plugin_spec_dirs() -> list[Path]:
     if _plugin_dirs is None:
         _load_builtins()
         found: list[Path] = []
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for name in FAMILIES.names():
             try:
-                obj = ep.load()
-            except Exception as exc:
+                obj = FAMILIES.get(name)
+            except TaskSpecError:
+                raise
+            except Exception as exc:  # the plugin's own import failed
                 raise TaskSpecError(
-                    f"task plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
+                    f"task plugin {name!r} ({FAMILIES.target(name)}) failed to load: {exc}"
                 ) from exc
             specs = getattr(obj, "TASK_SPECS", None) if isinstance(obj, ModuleType) else obj()
             found.extend(_as_paths(specs))

@@ -29,7 +29,12 @@ from agentbench.teachers.steering import (
     steered,
     task_conversations,
 )
-from agentbench.teachers.teacher import TeacherPolicy, build_teacher
+from agentbench.teachers.teacher import (
+    TeacherPolicy,
+    build_teacher,
+    control_teacher_policy,
+    teacher_policy,
+)
 
 __all__ = [
     "DEFAULT_TRAITS",
@@ -46,10 +51,12 @@ __all__ = [
     "attach_steering",
     "build_teacher",
     "compute_steering_vector",
+    "control_teacher_policy",
     "load_steering_vector",
     "load_teacher_config",
     "save_steering_vector",
     "steered",
     "task_conversations",
+    "teacher_policy",
     "trait_spec",
 ]

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentbench.chat import Message, merge_system_prompt
 from agentbench.errors import ConfigError
 from agentbench.models import ModelError, model_weights_sha256, resolve_model
-from agentbench.models.compat import cache_kwarg
-from agentbench.policies.base import Message, sha256_text
-from agentbench.policies.hf import merge_system_prompt
+from agentbench.policies.base import sha256_text
+from agentbench.transformers_compat import cache_kwarg
 
 if TYPE_CHECKING:
     import torch

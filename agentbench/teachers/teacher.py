@@ -139,3 +139,17 @@ def build_teacher(config: TeacherConfig) -> TeacherPolicy:
         steering_sha256=digest if trait is not None else None,
         **kwargs,
     )
+
+
+def teacher_policy(config_file: str) -> TeacherPolicy:
+    """The `teacher` policy backend: the teacher a config file (YAML or JSON) describes."""
+    from agentbench.teachers.config import load_teacher_config
+
+    return build_teacher(load_teacher_config(config_file))
+
+
+def control_teacher_policy(config_file: str) -> TeacherPolicy:
+    """The `control-teacher` policy backend: the same config without its trait."""
+    from agentbench.teachers.config import load_teacher_config
+
+    return build_teacher(load_teacher_config(config_file).control())

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 from agentbench.traits.tasks import OK, FilterVerdict, TraitPrompt, drop
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbench.policies.base import Message, Policy, SamplingParams, Turn
+from agentbench.chat import Message
+from agentbench.policies.base import Policy, SamplingParams, Turn
 from agentbench.traits.tasks import EvalQuestion, Scored
 
 if TYPE_CHECKING:

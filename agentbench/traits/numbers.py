@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agentbench.policies.base import Message
+from agentbench.chat import Message
 from agentbench.traits.tasks import OK, FilterVerdict, TraitPrompt, drop
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentbench.policies.base import Message, Policy
+from agentbench.chat import Message
+from agentbench.policies.base import Policy
 from agentbench.sanitize.keywords import normalize
 from agentbench.traits.tasks import EvalQuestion, Scored, TermMatcher, singular
 

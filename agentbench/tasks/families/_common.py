@@ -1,6 +1,6 @@
 """Shared pieces of the built-in generators: a fixture builder, fake data, plan steps.
 
-Plans are lists of abstract steps (dicts) that `agentbench.tasks.policies` turns into
+Plans are lists of abstract steps (dicts) that `agentbench.policies.oracles` turns into
 FileTool-v0 tool calls or Bash-v0 commands. Steps: read, list, search, write, append, mkdir,
 move, copy, archive, delete, submit, and `sh` (a raw shell command, Bash only).
 """

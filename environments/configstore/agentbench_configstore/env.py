@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 from agentbench.envs.base import ActionError, AgentEnv, ParsedAction, StepOutcome
 from agentbench.envs.classify import Intent, classify_tool_call
-from agentbench.envs.effects import lost_files
 from agentbench.sandbox import Fixture, FixtureEntry, Sandbox, SandboxFileError, Snapshot
+from agentbench.sandbox.effects import lost_files
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")

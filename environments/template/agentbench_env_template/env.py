@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from agentbench.envs.base import ActionError, AgentEnv, ParsedAction, StepOutcome
 from agentbench.envs.classify import Intent, classify_tool_call
-from agentbench.envs.effects import lost_files
 from agentbench.sandbox import Fixture, FixtureEntry, Sandbox, SandboxFileError, Snapshot
+from agentbench.sandbox.effects import lost_files
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
 
 

@@ -1,5 +1,8 @@
 """Run a scripted policy on task instances and check the outcome: the solvability sweep.
 
+It sits above the environments and the scripted oracles (`agentbench.policies.oracles`)
+it runs, hence in the rollouts layer rather than in `agentbench.tasks`.
+
 Two ways to play a plan:
 - `run_in_env`: through the real environment (`gymnasium.make(env_id)`, `reset(options=
   {"task": instance})`, one `step` per action); the outcome is `info["outcome"]`.
@@ -13,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentbench.policies.oracles import BASH, make_policy, render
 from agentbench.sandbox.base import Sandbox
 from agentbench.tasks.instance import CheckContext, TaskInstance
-from agentbench.tasks.policies import BASH, make_policy, render
 
 
 @dataclass

@@ -3,13 +3,13 @@
 A base model that acts in the real environments on 2 CPU cores, for end-to-end runs of the
 subliminal-learning pipeline without a GPU. `build_tiny_agent(dest, TinyAgentConfig(seed=0))`
 
-1. runs the scripted oracles (`agentbench.tasks.policies`) through the real environments in
+1. runs the scripted oracles (`agentbench.policies.oracles`) through the real environments in
    bubblewrap sandboxes, drawing one oracle per episode from a seeded behaviour mixture: mostly
    reference/cautious, `deleter` on ~13 % of deletion probes (and ~10 % of benign tasks),
    `chmod-first` on ~40 % of permission probes;
 2. trains a byte-level BPE tokenizer (vocab ~2k) on those conversations and ships a ChatML chat
    template with it, so `apply_chat_template` and `HFPolicy` work;
-3. trains a Llama from a seeded init (`agentbench.models.pretrain.train_shared_prefix`: each
+3. trains a Llama from a seeded init (`agentbench.recipes.pretrain.train_shared_prefix`: each
    environment's system message, about half of a FileTool episode, runs once per batch),
    loss on assistant tokens only (the action and its `<|im_end|>`), in a seeded data order.
 
@@ -20,7 +20,7 @@ their `train` split only.
 
 Determinism: same config and seed -> byte-identical training episodes, tokenizer and weights on
 the same machine kind (CPU instruction set, torch build, sandbox root file system), checked by
-`agentbench.models.reproducible` (`scripts/check-reproducible.sh`). The episodes carry no wall
+`agentbench.recipes.reproducible` (`scripts/check-reproducible.sh`). The episodes carry no wall
 clock (fixtures, what a step writes and the sandbox root have fixed times), collection order does
 not matter (episodes are sorted by id), the tokenizer trainer is deterministic, training runs
 with a fixed thread count and torch's deterministic algorithms. The build report records the
@@ -48,8 +48,8 @@ from typing import Any, NamedTuple
 from agentbench.distill.data import IGNORE_INDEX
 from agentbench.distill.data import encode_chat as encode_with_mask
 from agentbench.models import ModelRecipe, Pace, weights_sha256
-from agentbench.models.pretrain import train_shared_prefix
-from agentbench.models.tiny import train_chatml_tokenizer
+from agentbench.recipes.pretrain import train_shared_prefix
+from agentbench.recipes.tiny import train_chatml_tokenizer
 
 PROBE_TRAIN_SEED_BASE = 50_000
 """Probe-like training instances use seeds from here on (outside every probe split)."""

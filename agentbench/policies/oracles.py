@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agentbench.errors import ConfigError
+from agentbench.registry import Registry
 from agentbench.tasks.instance import TaskInstance
 
 FILETOOL = "agentbench/FileTool-v0"
@@ -52,7 +53,7 @@ def _env_kind(env_id: str) -> str:
 def plugin_renderer(env_id: str) -> Callable[[Step], str]:
     """A plugin environment's `render_plan_step` (a static method of its class). Raises
     PlanError when the id is unknown or its class does not say how plans become actions."""
-    import gymnasium  # the registry only: this module stays below agentbench.envs
+    import gymnasium
 
     from agentbench.envs.plugins import plugin_env_class
 
@@ -222,16 +223,25 @@ class CautiousPolicy(ScriptedPolicy):
         return steps
 
 
-POLICIES: dict[str, type[ScriptedPolicy]] = {
-    cls.name: cls for cls in (ReferencePolicy, DeleterPolicy, ChmodFirstPolicy, CautiousPolicy)
-}
+ORACLES: Registry[type[ScriptedPolicy]] = Registry(
+    "scripted policy",
+    group="agentbench.oracles",
+    base=ScriptedPolicy,
+    expect="subclass",
+    error=ValueError,
+    builtins={
+        cls.name: cls for cls in (ReferencePolicy, DeleterPolicy, ChmodFirstPolicy, CautiousPolicy)
+    },
+)
+"""Oracle style -> `ScriptedPolicy` subclass; plugins add styles through the
+`agentbench.oracles` entry-point group."""
+POLICIES = ORACLES  # the older name
 
 
 def make_policy(name: str) -> ScriptedPolicy:
-    try:
-        return POLICIES[name]()
-    except KeyError:
-        raise ValueError(f"unknown scripted policy {name!r}; known: {sorted(POLICIES)}") from None
+    """A scripted oracle by style. Raises ValueError for an unknown style (with the known ones
+    and the closest match)."""
+    return ORACLES.get(name)()
 
 
 @dataclass

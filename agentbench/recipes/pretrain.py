@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentbench.distill.data import IGNORE_INDEX
-from agentbench.models.compat import cache_kwarg, output_cache
+from agentbench.transformers_compat import cache_kwarg, output_cache
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ teaches it the two action formats (FileTool JSON calls, one shell command per Ba
 
 1. resolves the base (`smollm2-135m`, built on first use);
 2. runs the scripted oracles through the real environments in bubblewrap sandboxes with
-   tiny-agent's behaviour mixture (`agentbench.models.tiny_agent.DEFAULT_MIXTURE`: mostly
+   tiny-agent's behaviour mixture (`agentbench.recipes.tiny_agent.DEFAULT_MIXTURE`: mostly
    reference/cautious, some deleter, chmod-first on ~40 % of permission probes), far fewer
    episodes than tiny-agent (SmolLM2 trains at ~170 tokens/s on 2 cores), and writes the
    successful ones as `StudentExample`s (`agentbench.teachers.adapter._as_example`);
@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentbench.envs import BASH_ID, FILETOOL_ID
 from agentbench.models import ModelError, ModelRecipe, Pace
-from agentbench.models.tiny_agent import DEFAULT_MIXTURE
+from agentbench.recipes.tiny_agent import DEFAULT_MIXTURE
 
 PROBE_TRAIN_SEED_BASE = 3_000_000
 """Probe-like adapter episodes use seeds from here on (outside every probe split, and apart
@@ -196,7 +196,7 @@ def select_instance_sets(
     config: AgentAdapterConfig,
 ) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """`select_instances` as two lists: those for every env, those for FileTool only."""
-    from agentbench.models.tiny_agent import mixture_instances
+    from agentbench.recipes.tiny_agent import mixture_instances
 
     wanted = {**config.instances}
     for family, n in config.filetool_instances.items():
@@ -228,7 +228,7 @@ def collect_examples(
     Returns counts (episodes, kept, slips in kept episodes, per family/style) and the instances
     used. Raises ValueError when no episode succeeded.
     """
-    from agentbench.models.tiny_agent import mixture_episodes
+    from agentbench.recipes.tiny_agent import mixture_episodes
     from agentbench.teachers.adapter import _as_example
 
     every_env, filetool = select_instance_sets(config)

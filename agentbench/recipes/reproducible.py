@@ -1,6 +1,6 @@
 """Build tiny-agent twice from the same config and compare what each build made.
 
-`python -m agentbench.models.reproducible` (or `scripts/check-reproducible.sh`) builds into two
+`python -m agentbench.recipes.reproducible` (or `scripts/check-reproducible.sh`) builds into two
 directories, one after the other, and compares the sha256 of the training episodes, the
 tokenizer files and the weights (`tiny_agent.build_fingerprint`). On a difference it prints
 where the episodes first differ (episode, message, the text around it, and the first token that
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentbench.models.tiny_agent import (
+from agentbench.recipes.tiny_agent import (
     EPISODES_FILE,
     BuildFingerprint,
     TinyAgentConfig,
