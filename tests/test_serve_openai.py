@@ -20,11 +20,10 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from agentbench.recipes.tiny import save_tiny_llama  # noqa: E402
-
 from agentbench.policies import Message, SamplingParams, Turn  # noqa: E402
 from agentbench.policies.hf import HFPolicy  # noqa: E402
 from agentbench.policies.http import HTTPPolicy  # noqa: E402
+from agentbench.recipes.tiny import save_tiny_llama  # noqa: E402
 from agentbench.serve import Batcher, create_app, serve_socket  # noqa: E402
 
 CONTEXT = 2048
