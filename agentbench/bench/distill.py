@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import BaseModel
@@ -91,6 +92,12 @@ class DistillBenchRow(BaseModel):
     target_tokens_per_s: float
     loss_first: float | None
     loss_last: float | None
+    gflops: float = 0.0
+    """Model FLOP/s (`agentbench.distill.flops` conventions), in GFLOP/s."""
+    mfu: float = 0.0
+    """`gflops` over the square-matmul peak measured in the same process (float32, threads)."""
+    mfu_at_shapes: float = 0.0
+    """`gflops` over the peak of matmuls at this run's shapes (tokens per step)."""
 
 
 def default_models() -> list[str]:
@@ -139,6 +146,7 @@ def bench_distill(
                 assert manifest is not None
                 train = manifest.train
                 seconds = float(train["wall_s"]) or time.perf_counter() - began
+                efficiency = _efficiency(out, train, seconds, threads)
                 rows.append(
                     DistillBenchRow(
                         model=model,
@@ -152,15 +160,29 @@ def bench_distill(
                         target_tokens_per_s=round(train["target_tokens_seen"] / seconds, 1),
                         loss_first=train["loss_first"],
                         loss_last=train["loss_last"],
+                        **efficiency,
                     )
                 )
     return rows
 
 
+def _efficiency(out: Path, train: dict[str, Any], seconds: float, threads: int) -> dict[str, float]:
+    """GFLOP/s and MFU of a finished run, against a peak probed now at its shapes."""
+    from transformers import AutoConfig
+
+    from agentbench.distill.flops import LlamaShape, measure_peak, mfu
+
+    shape = LlamaShape.of(AutoConfig.from_pretrained(out))
+    steps = max(int(train["steps"]), 1)
+    tokens, targets = train["tokens_seen"] // steps, train["target_tokens_seen"] // steps
+    peak = measure_peak(shape.matmul_shapes(max(tokens, 1), targets), "float32", threads)
+    return mfu(float(train.get("model_flops", 0.0)) / seconds, peak)
+
+
 def bench_table(rows: Sequence[DistillBenchRow]) -> Table:
     table = Table(
         "model", "mode", "steps", "batch", "tokens", "s", "tokens/s", "target tokens/s", "loss",
-        title="distillation training throughput (CPU)",
+        "GFLOP/s", "MFU", "MFU@shapes", title="distillation training throughput (CPU)",
     )  # fmt: skip
     for r in rows:
         loss = (
@@ -170,7 +192,8 @@ def bench_table(rows: Sequence[DistillBenchRow]) -> Table:
         )
         table.add_row(
             r.model, r.mode, str(r.steps), str(r.batch_size), str(r.tokens), f"{r.seconds:.1f}",
-            f"{r.tokens_per_s:.0f}", f"{r.target_tokens_per_s:.0f}", loss,
+            f"{r.tokens_per_s:.0f}", f"{r.target_tokens_per_s:.0f}", loss, f"{r.gflops:.2f}",
+            f"{r.mfu:.1%}", f"{r.mfu_at_shapes:.1%}",
         )  # fmt: skip
     return table
 
@@ -184,16 +207,38 @@ def bench_distill_command(
     threads: int = typer.Option(2, min=1, help="torch threads."),
     full_on_large: bool = typer.Option(False, help="Also time a full fine-tune of SmolLM2."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    modes: bool = typer.Option(True, help="Time each distillation mode (the first table)."),
+    levers: list[str] = typer.Option(
+        [],
+        "--levers",
+        help="Also compare the speed levers on these workloads (repeatable: "
+        "build, logit-kl, sft-lora, generate; see agentbench.bench.levers).",
+    ),
+    repeats: int = typer.Option(2, min=1, help="Interleaved repeats of each lever run."),
+    compile_model: bool = typer.Option(True, "--compile/--no-compile", help="Time torch.compile."),
 ) -> None:
-    """Training tokens/s of each distillation mode (tiny model and SmolLM2-135M, CPU)."""
+    """Training tokens/s and MFU of each distillation mode, and the CPU speed levers."""
     from rich.console import Console
 
-    console = Console(width=150)
-    console.print("[dim]forced distill runs, a few steps each; SmolLM2 takes minutes[/dim]")
-    rows = bench_distill(
-        model or None, steps=steps, batch_size=batch_size, threads=threads,
-        full_on_large=full_on_large,
-    )  # fmt: skip
-    console.print(bench_table(rows))
+    from agentbench.bench.levers import bench_levers, levers_table
+    from agentbench.distill.flops import cpu_description
+
+    console = Console(width=200)
+    console.print(f"[dim]cpu: {cpu_description()}[/dim]")
+    out: list[dict[str, Any]] = []
+    if modes:
+        console.print("[dim]forced distill runs, a few steps each; SmolLM2 takes minutes[/dim]")
+        rows = bench_distill(
+            model or None, steps=steps, batch_size=batch_size, threads=threads,
+            full_on_large=full_on_large,
+        )  # fmt: skip
+        console.print(bench_table(rows))
+        out += [r.model_dump() for r in rows]
+    if levers:
+        lever_rows = bench_levers(
+            repeats=repeats, threads=threads, workloads=levers, compile_model=compile_model
+        )
+        console.print(levers_table(lever_rows))
+        out += [r.model_dump() for r in lever_rows]
     if json_out is not None:
-        json_out.write_text(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
+        json_out.write_text(json.dumps(out, indent=2) + "\n")
