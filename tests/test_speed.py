@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 
 from agentbench.bench.distill import synthetic_examples, write_examples
 from agentbench.distill.config import SPEED_DEFAULTS, DistillConfig, validate_config
-from agentbench.distill.data import IGNORE_INDEX, encode_examples
+from agentbench.distill.data import IGNORE_INDEX, encode_chat
 from agentbench.distill.flops import LlamaShape, cpu_bf16_native, measure_peak
 from agentbench.distill.logits import (
     banned_token_ids,
@@ -56,8 +56,10 @@ def model() -> Any:
 @pytest.fixture(scope="module")
 def rows(tok: Any) -> list[dict[str, Any]]:
     """One long and three short conversations: the short ones pack beside each other."""
-    examples = synthetic_examples(1, seed=3, steps=16) + synthetic_examples(3, seed=4, steps=0)
-    return encode_examples(examples, tok, max_length=4096)[0]
+    examples = synthetic_examples(1, seed=3, steps=3) + synthetic_examples(3, seed=4, steps=0)
+    # Without the environment's system prompt (about 1,200 tokens in this small vocabulary),
+    # so that two short rows fit beside the long one: 604 against 273, 232 and 260 tokens.
+    return [encode_chat(tok, e.messages) for e in examples]
 
 
 def per_target_ce(model: Any, batch: dict[str, Any]) -> torch.Tensor:

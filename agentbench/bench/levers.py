@@ -250,9 +250,11 @@ def bf16_note(shape: LlamaShape, tokens: int, projected: int, threads: int) -> s
     )
 
 
-def bench_build(repeats: int = 2, threads: int = 2, compile_model: bool = True) -> list[LeverRow]:
+def bench_build(
+    repeats: int = 2, threads: int = 2, compile_model: bool = True, episodes: int = 48
+) -> list[LeverRow]:
     """The tiny-agent build loop: fused AdamW, bf16 (where native), compile, threads, batch."""
-    examples, prefixes = build_like_examples(48)
+    examples, prefixes = build_like_examples(episodes)
     shape = LlamaShape.of(tiny_agent_llama(0).config)
 
     def peak_of(run: Run) -> Peak:
