@@ -181,7 +181,7 @@ def make_adamw(model: Any, learning_rate: float, weight_decay: float, *, fused: 
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=learning_rate,
-        **({"fused": True} if fused else {}),
+        fused=True if fused else None,
     )
 
 
