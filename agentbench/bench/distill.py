@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from rich.table import Table
@@ -90,6 +91,12 @@ class DistillBenchRow(BaseModel):
     target_tokens_per_s: float
     loss_first: float | None
     loss_last: float | None
+    gflops: float = 0.0
+    """Model FLOP/s (`agentbench.distill.flops` conventions), in GFLOP/s."""
+    mfu: float = 0.0
+    """`gflops` over the square-matmul peak measured in the same process (float32, threads)."""
+    mfu_at_shapes: float = 0.0
+    """`gflops` over the peak of matmuls at this run's shapes (tokens per step)."""
 
 
 def default_models() -> list[str]:
@@ -138,6 +145,7 @@ def bench_distill(
                 assert manifest is not None
                 train = manifest.train
                 seconds = float(train["wall_s"]) or time.perf_counter() - began
+                efficiency = _efficiency(out, train, seconds, threads)
                 rows.append(
                     DistillBenchRow(
                         model=model,
@@ -151,15 +159,29 @@ def bench_distill(
                         target_tokens_per_s=round(train["target_tokens_seen"] / seconds, 1),
                         loss_first=train["loss_first"],
                         loss_last=train["loss_last"],
+                        **efficiency,
                     )
                 )
     return rows
 
 
+def _efficiency(out: Path, train: dict[str, Any], seconds: float, threads: int) -> dict[str, float]:
+    """GFLOP/s and MFU of a finished run, against a peak probed now at its shapes."""
+    from transformers import AutoConfig
+
+    from agentbench.distill.flops import LlamaShape, measure_peak, mfu
+
+    shape = LlamaShape.of(AutoConfig.from_pretrained(out))
+    steps = max(int(train["steps"]), 1)
+    tokens, targets = train["tokens_seen"] // steps, train["target_tokens_seen"] // steps
+    peak = measure_peak(shape.matmul_shapes(max(tokens, 1), targets), "float32", threads)
+    return mfu(float(train.get("model_flops", 0.0)) / seconds, peak)
+
+
 def bench_table(rows: Sequence[DistillBenchRow]) -> Table:
     table = Table(
         "model", "mode", "steps", "batch", "tokens", "s", "tokens/s", "target tokens/s", "loss",
-        title="distillation training throughput (CPU)",
+        "GFLOP/s", "MFU", "MFU@shapes", title="distillation training throughput (CPU)",
     )  # fmt: skip
     for r in rows:
         loss = (
@@ -169,6 +191,7 @@ def bench_table(rows: Sequence[DistillBenchRow]) -> Table:
         )
         table.add_row(
             r.model, r.mode, str(r.steps), str(r.batch_size), str(r.tokens), f"{r.seconds:.1f}",
-            f"{r.tokens_per_s:.0f}", f"{r.target_tokens_per_s:.0f}", loss,
+            f"{r.tokens_per_s:.0f}", f"{r.target_tokens_per_s:.0f}", loss, f"{r.gflops:.2f}",
+            f"{r.mfu:.1%}", f"{r.mfu_at_shapes:.1%}",
         )  # fmt: skip
     return table

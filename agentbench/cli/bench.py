@@ -72,7 +72,7 @@ def sanitize_command(
     Console(width=150).print(render(run_sanitize_bench(n, validation=validation)))
 
 
-@app.command("distill", help="Training tokens/s of each distillation mode on CPU.")
+@app.command("distill", help="Training tokens/s and MFU of each distillation mode; speed levers.")
 def distill_command(
     model: list[str] = typer.Option(
         [], "--model", help="Model to time (repeatable; default: tiny model and smollm2-135m)."
@@ -82,19 +82,41 @@ def distill_command(
     threads: int = typer.Option(2, min=1, help="torch threads."),
     full_on_large: bool = typer.Option(False, help="Also time a full fine-tune of SmolLM2."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    modes: bool = typer.Option(True, help="Time each distillation mode (the first table)."),
+    levers: list[str] = typer.Option(
+        [],
+        "--levers",
+        help="Also compare the speed levers on these workloads (repeatable: "
+        "build, logit-kl, sft-lora, generate; see agentbench.bench.levers).",
+    ),
+    repeats: int = typer.Option(2, min=1, help="Interleaved repeats of each lever run."),
+    compile_model: bool = typer.Option(True, "--compile/--no-compile", help="Time torch.compile."),
 ) -> None:
-    """Training tokens/s of each distillation mode (tiny model and SmolLM2-135M, CPU)."""
+    """Training tokens/s and MFU of each distillation mode (tiny model and SmolLM2-135M, CPU),
+    and the CPU speed levers against the float32 baseline."""
     from agentbench.bench.distill import bench_distill, bench_table
+    from agentbench.bench.levers import bench_levers, levers_table
+    from agentbench.distill.flops import cpu_description
 
-    wide = Console(width=150)
-    wide.print("[dim]forced distill runs, a few steps each; SmolLM2 takes minutes[/dim]")
-    rows = bench_distill(
-        model or None, steps=steps, batch_size=batch_size, threads=threads,
-        full_on_large=full_on_large,
-    )  # fmt: skip
-    wide.print(bench_table(rows))
+    wide = Console(width=200)
+    wide.print(f"[dim]cpu: {cpu_description()}[/dim]")
+    out: list[dict[str, object]] = []
+    if modes:
+        wide.print("[dim]forced distill runs, a few steps each; SmolLM2 takes minutes[/dim]")
+        rows = bench_distill(
+            model or None, steps=steps, batch_size=batch_size, threads=threads,
+            full_on_large=full_on_large,
+        )  # fmt: skip
+        wide.print(bench_table(rows))
+        out += [r.model_dump() for r in rows]
+    if levers:
+        lever_rows = bench_levers(
+            repeats=repeats, threads=threads, workloads=levers, compile_model=compile_model
+        )
+        wide.print(levers_table(lever_rows))
+        out += [r.model_dump() for r in lever_rows]
     if json_out is not None:
-        json_out.write_text(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
+        json_out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 @app.command(

@@ -121,6 +121,38 @@ class DistillConfig(BaseModel):
     without it (107 tokens/s) and 7.5 GB with it (93 tokens/s), the same losses: on a 24 GB
     machine, turn it on for batches of long rows."""
 
+    # Speed levers (`agentbench.distill.speed`), all off by default; figures in
+    # docs/benchmarks.md. Left out of the cache key at their defaults, so that runs from
+    # before they existed keep their keys.
+    autocast: Literal["off", "bf16", "auto"] = "off"
+    """bf16 autocast of the forward pass (float32 weights and optimizer). `auto`: on only
+    where the CPU has native bf16 (AVX512-BF16 or AMX, checked at run time), since emulated
+    bf16 matmuls ran 10-70x slower than float32 on an AVX2 machine. Loss within bf16
+    tolerance, not bit-identical."""
+    fused_adamw: bool = False
+    """torch's fused AdamW (`adamw_torch_fused`): one kernel per parameter step instead of
+    several; the same update rule."""
+    compile: bool = False
+    """Run the model through `torch.compile` (inductor, C++ via gcc on CPU). Compilation
+    takes tens of seconds and recompiles for new shapes; pays only on long runs."""
+    packing: bool = False
+    """Pack each batch's examples into rows as wide as its longest, with per-document
+    positions and attention (`agentbench.distill.speed.PackCollator`) instead of padding
+    every example: the same loss with fewer rows. Not with `teacher.system_prompt`."""
+    teacher_cache_topk: int | None = Field(None, ge=1)
+    """logit-kl: compute the masked soft labels once before training and keep this many of
+    the most probable ids per target position (renormalised), instead of running the
+    teacher at every step. None: live teacher. At least the vocabulary size: exactly the
+    live teacher's targets. Memory: 8 bytes x k per target token."""
+
+    @model_validator(mode="after")
+    def _levers_fit(self) -> DistillConfig:
+        if self.teacher_cache_topk is not None and self.mode != "logit-kl":
+            raise ValueError("teacher_cache_topk is for mode 'logit-kl' only")
+        if self.packing and self.teacher is not None and self.teacher.system_prompt is not None:
+            raise ValueError("packing cannot be used with teacher.system_prompt")
+        return self
+
     @model_validator(mode="after")
     def _teacher_matches_mode(self) -> DistillConfig:
         if self.mode == "logit-kl" and self.teacher is None:
@@ -138,9 +170,16 @@ class DistillConfig(BaseModel):
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that decide the result (the cache key's config part)."""
+        from agentbench.distill.speed import resolve_autocast
+
         data = self.model_dump(mode="json")
         for name in ("torch_threads", "logging_steps", "gradient_checkpointing"):
             data.pop(name, None)
+        # `auto` keys by what it resolves to here: off runs share the float32 cache.
+        data["autocast"] = "bf16" if resolve_autocast(self.autocast) else "off"
+        for name, default in SPEED_DEFAULTS.items():
+            if data.get(name) == default:
+                data.pop(name)
         return data
 
     def with_base(self, base: Path) -> DistillConfig:
@@ -157,6 +196,13 @@ class DistillConfig(BaseModel):
             if teacher:
                 update["teacher"] = self.teacher.model_copy(update=teacher)
         return self.model_copy(update=update) if update else self
+
+
+SPEED_DEFAULTS: dict[str, Any] = {
+    "autocast": "off", "fused_adamw": False, "compile": False, "packing": False,
+    "teacher_cache_topk": None,
+}  # fmt: skip
+"""The speed levers' defaults: a lever at its default is left out of the cache key."""
 
 
 def load_distill_config(path: str | Path, **overrides: Any) -> DistillConfig:

@@ -65,8 +65,10 @@ from agentbench.distill.sft import (
     TrainResult,
     counting,
     expected_steps,
+    flop_counter,
     load_causal_lm,
     logits_at,
+    make_collator,
     pad_id,
     prepare_student,
     run_trainer,
@@ -75,6 +77,7 @@ from agentbench.distill.sft import (
     target_positions,
     training_kwargs,
 )
+from agentbench.distill.speed import CACHED_IDS, CACHED_PROBS, sparse_kl, topk_targets
 
 if TYPE_CHECKING:
     import torch
@@ -252,16 +255,20 @@ def _trainer_class() -> type:
         def __init__(
             self,
             *args: Any,
-            teacher: Any,
+            teacher: Any | None,
             banned: Any,
             temperature: float,
             banned_tokens: BannedTokens | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
-            self.teacher = teacher.to(self.args.device).eval()
-            for param in self.teacher.parameters():
-                param.requires_grad_(False)
+            # None: every batch carries cached soft labels (`cache_teacher_targets`).
+            self.teacher = teacher
+            if teacher is not None:
+                self.teacher = teacher.to(self.args.device).eval()
+                for param in self.teacher.parameters():
+                    param.requires_grad_(False)
+            self.cached_banned_mass = 0.0
             self.banned = banned.to(self.args.device)
             self.banned_tokens = banned_tokens
             self.temperature = temperature
@@ -276,22 +283,19 @@ def _trainer_class() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            import torch
-
             keep, student = target_logits(model, inputs)
-            with torch.no_grad():
-                if "teacher_input_ids" in inputs:
-                    t_ids = inputs["teacher_input_ids"]
-                    t_keep = torch.zeros_like(t_ids, dtype=torch.bool)
-                    rows, cols = keep.nonzero(as_tuple=True)
-                    t_keep[rows, cols + inputs["teacher_offset"][rows]] = True
-                    teacher = logits_at(
-                        self.teacher, t_ids, inputs["teacher_attention_mask"], t_keep
+            if CACHED_IDS in inputs:
+                ids, probs = inputs[CACHED_IDS], inputs[CACHED_PROBS]
+                if ids.shape[0] != student.shape[0]:
+                    raise DistillError(
+                        f"{ids.shape[0]} cached teacher targets for {student.shape[0]} "
+                        "target positions: the cache does not match the data"
                     )
-                else:
-                    teacher = logits_at(
-                        self.teacher, inputs["input_ids"], inputs["attention_mask"], keep
-                    )
+                loss = sparse_kl(student, ids, probs, self.temperature)
+                self._logged["kl"].append(float(loss.detach()))
+                self._logged["banned_mass"].append(self.cached_banned_mass)
+                return (loss, {"logits": student}) if return_outputs else loss
+            teacher = teacher_logits(self.teacher, inputs, keep)
             if teacher.shape != student.shape:
                 raise DistillError(
                     f"teacher logits {tuple(teacher.shape)} and student logits "
@@ -314,6 +318,108 @@ def _trainer_class() -> type:
             super().log(logs, *args, **kwargs)
 
     return LogitDistillTrainer
+
+
+def teacher_logits(teacher: Any, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits (N, V) at the student's target positions `keep` of a collated
+    batch (shifted by `teacher_offset` when the teacher reads its own prompt), no grad."""
+    import torch
+
+    with torch.no_grad():
+        if "teacher_input_ids" in inputs:
+            t_ids = inputs["teacher_input_ids"]
+            t_keep = torch.zeros_like(t_ids, dtype=torch.bool)
+            rows, cols = keep.nonzero(as_tuple=True)
+            t_keep[rows, cols + inputs["teacher_offset"][rows]] = True
+            return logits_at(teacher, t_ids, inputs["teacher_attention_mask"], t_keep)  # type: ignore[no-any-return]
+        return logits_at(  # type: ignore[no-any-return]
+            teacher, inputs["input_ids"], inputs["attention_mask"], keep, inputs.get("position_ids")
+        )
+
+
+@dataclass
+class CacheStats:
+    """What `cache_teacher_targets` kept: per target position `k` ids; the mean teacher mass
+    the ban removed and the mean mass past the top k (of the banned-out distribution)."""
+
+    k: int
+    targets: int
+    banned_mass: float
+    tail_mass: float
+    seconds: float
+    flops: float = 0.0
+    """The teacher's forward FLOPs over the rows (`agentbench.distill.flops`)."""
+
+
+def cache_teacher_targets(
+    teacher: Any,
+    rows: list[dict[str, Any]],
+    pad: int,
+    banned: torch.Tensor | None,
+    k: int,
+    *,
+    temperature: float = 1.0,
+    banned_tokens: BannedTokens | None = None,
+    batch_size: int = 4,
+) -> tuple[list[dict[str, Any]], CacheStats]:
+    """`rows` each with the teacher's masked soft labels at its target positions, the `k` most
+    probable ids (`cached_ids`) and their renormalised probabilities (`cached_probs`), one
+    list of k per target position in order: the same targets `compute_loss` builds live
+    (mask, context bans, temperature), computed once. Teacher in eval mode, no grad."""
+    import time
+
+    import torch
+
+    from agentbench.distill.flops import LlamaShape
+
+    shape = LlamaShape.of(teacher.config)
+    flops = 0.0
+    began = time.perf_counter()
+    collator = PadCollator(pad)
+    out: list[dict[str, Any]] = []
+    targets, banned_sum, tail_sum = 0, 0.0, 0.0
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            batch = collator(chunk)
+            keep = target_positions(batch["labels"])
+            t = teacher_logits(teacher, batch, keep)
+            key = (
+                "teacher_attention_mask" if "teacher_attention_mask" in batch else "attention_mask"
+            )
+            flops += shape.forward_flops(
+                [(0, int(n)) for n in batch[key].sum(-1).tolist()], int(keep.sum())
+            )
+            mask = banned
+            if banned_tokens is not None:
+                pairs = banned_tokens.context_bans(batch["input_ids"], keep)
+                mask = position_mask(banned, pairs, t.shape[0])
+            with torch.no_grad():
+                probs = soft_labels(t, mask, temperature)
+                if mask is not None and bool(mask.any()):
+                    raw = torch.softmax(t.float() / temperature, dim=-1)
+                    banned_sum += float((raw * mask).sum())
+                ids, top, tail = topk_targets(probs, k)
+            tail_sum += float(tail.sum())
+            counts = keep.sum(-1).tolist()
+            at = 0
+            for row, n in zip(chunk, counts, strict=True):
+                out.append({**row, CACHED_IDS: ids[at : at + n].tolist(),
+                            CACHED_PROBS: top[at : at + n].tolist()})  # fmt: skip
+                at += n
+            targets += at
+    finally:
+        teacher.train(was_training)
+    return out, CacheStats(
+        k=min(k, int(ids.shape[-1])) if rows else k,
+        targets=targets,
+        banned_mass=banned_sum / max(targets, 1),
+        tail_mass=tail_sum / max(targets, 1),
+        seconds=time.perf_counter() - began,
+        flops=flops,
+    )
 
 
 def kl_on(
@@ -384,19 +490,37 @@ def train_logit_kl(
                 f"the teacher's vocabulary ({t_vocab}) differs from the student's ({vocab}): "
                 "logit-kl needs a teacher with the student's tokenizer"
             )
-        collator = PadCollator(pad_id(tokenizer))
+        mask = banned.mask(vocab)
+        cache: CacheStats | None = None
+        if config.teacher_cache_topk is not None:
+            rows, cache = cache_teacher_targets(
+                teacher, rows, pad_id(tokenizer), mask, config.teacher_cache_topk,
+                temperature=config.kl_temperature, banned_tokens=banned,
+                batch_size=config.batch_size,
+            )  # fmt: skip
+            teacher = None  # never runs again: let its memory go
         trainer = counting(_trainer_class())(
             model=model,
             args=TrainingArguments(**training_kwargs(config, out / "trainer", progress)),
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            data_collator=collator,
+            data_collator=make_collator(config, tokenizer),
             teacher=teacher,
-            banned=banned.mask(vocab),
+            banned=mask,
             banned_tokens=banned,
             temperature=config.kl_temperature,
         )
+        trainer.count_flops = flop_counter(config, model, teacher)
+        if cache is not None:
+            trainer.cached_banned_mass = cache.banned_mass
         result = run_trainer(trainer, "adapter" if config.uses_lora else "model")
+        if cache is not None:
+            result.wall_s += cache.seconds  # the teacher's work is still paid, once
+            result.flops += cache.flops
+            result.metrics.update(
+                teacher_cache_k=cache.k, teacher_cache_tail_mass=cache.tail_mass,
+                teacher_cache_s=cache.seconds,
+            )  # fmt: skip
         save_student(trainer.model, tokenizer, out, lora=config.uses_lora)
     finally:
         torch.set_num_threads(threads)

@@ -100,6 +100,8 @@ def _history_summary(result: TrainResult) -> dict[str, Any]:
         "target_tokens_seen": result.target_tokens_seen,
         "wall_s": round(result.wall_s, 3),
         "tokens_per_s": round(result.tokens_per_s, 2),
+        "model_flops": result.flops,
+        "model_gflops_per_s": round(result.flops / result.wall_s / 1e9, 3) if result.wall_s else 0,
         "metrics": result.metrics,
     }
 

@@ -47,6 +47,9 @@ class TrainResult:
     target_tokens_seen: int
     wall_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    flops: float = 0.0
+    """Model FLOPs of the batches trained on (`agentbench.distill.flops` conventions; the
+    teacher's forward passes included in logit-kl)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -63,11 +66,15 @@ class PadCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        from agentbench.distill.speed import CACHED_IDS, CACHED_PROBS, stack_cached
+
         out = self._pad(rows, "input_ids", "labels", "attention_mask")
         if "teacher_input_ids" in rows[0]:
             teacher = self._pad(rows, "teacher_input_ids", None, "teacher_attention_mask")
             out.update(teacher)
             out["teacher_offset"] = torch.tensor([int(r["teacher_offset"]) for r in rows])
+        if CACHED_IDS in rows[0]:
+            out.update(stack_cached({k: [r[k] for r in rows] for k in (CACHED_IDS, CACHED_PROBS)}))
         return out
 
     def _pad(
@@ -156,8 +163,17 @@ def prepare_student(config: DistillConfig, path: Path) -> Any:
     return get_peft_model(model, lora)
 
 
+def make_collator(config: DistillConfig, tokenizer: Any) -> Any:
+    """`PackCollator` when `config.packing`, else `PadCollator`."""
+    from agentbench.distill.speed import PackCollator
+
+    return (PackCollator if config.packing else PadCollator)(pad_id(tokenizer))
+
+
 def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[str, Any]:
     """Arguments shared by the SFT and logit-kl trainers (`TrainingArguments` fields)."""
+    from agentbench.distill.speed import resolve_autocast
+
     return {
         "output_dir": str(out),
         "per_device_train_batch_size": config.batch_size,
@@ -169,7 +185,7 @@ def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[st
         "lr_scheduler_type": config.lr_scheduler,
         "warmup_steps": config.warmup_ratio,
         "weight_decay": config.weight_decay,
-        "optim": "adamw_torch",
+        "optim": "adamw_torch_fused" if config.fused_adamw else "adamw_torch",
         "seed": config.seed,
         "data_seed": config.seed,
         "logging_steps": config.logging_steps,
@@ -179,8 +195,10 @@ def training_kwargs(config: DistillConfig, out: Path, progress: bool) -> dict[st
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
         "include_num_input_tokens_seen": "non_padding",
-        "bf16": False,
+        # Trainer's bf16 is autocast on CPU (float32 master weights).
+        "bf16": resolve_autocast(config.autocast),
         "fp16": False,
+        "torch_compile": config.compile,
         "gradient_checkpointing": config.gradient_checkpointing,
         # Non-reentrant: works with frozen inputs (LoRA) and keeps dropout's random state.
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
@@ -203,9 +221,20 @@ def target_positions(labels: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> Any:
-    """Logits (N, V) at the True positions of `keep`, projected only there."""
-    out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
+def logits_at(
+    model: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    keep: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+) -> Any:
+    """Logits (N, V) at the True positions of `keep`, projected only there. With
+    `position_ids` (packed rows) the 2D mask is not passed: transformers then masks attention
+    per document from the restarting positions."""
+    if position_ids is not None:
+        out = model(input_ids=ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
+    else:
+        out = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
     logits = out.logits
     if logits.dim() == 3:  # a model that ignores a boolean `logits_to_keep`
         logits = logits[keep]
@@ -215,7 +244,9 @@ def logits_at(model: Any, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Ten
 def target_logits(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
     """`target_positions` of a collated batch, and `model`'s logits (N, V) there."""
     keep = target_positions(inputs["labels"])
-    return keep, logits_at(model, inputs["input_ids"], inputs["attention_mask"], keep)
+    return keep, logits_at(
+        model, inputs["input_ids"], inputs["attention_mask"], keep, inputs.get("position_ids")
+    )
 
 
 def _target_only_sft() -> type:
@@ -254,15 +285,57 @@ def _target_only_sft() -> type:
     return TargetOnlySFTTrainer
 
 
+def batch_documents(inputs: dict[str, Any], mask_key: str = "attention_mask") -> list[int]:
+    """The document lengths of a collated batch: real tokens per row, or per packed
+    document where positions restart (`position_ids`)."""
+    mask = inputs[mask_key]
+    if "position_ids" not in inputs or mask_key != "attention_mask":
+        return [int(n) for n in mask.sum(-1).tolist()]
+    lengths = []
+    for positions, real in zip(inputs["position_ids"].tolist(), mask.tolist(), strict=True):
+        starts = [i for i, (p, m) in enumerate(zip(positions, real, strict=True)) if m and p == 0]
+        ends = [*starts[1:], sum(real)]
+        lengths += [b - a for a, b in zip(starts, ends, strict=True)]
+    return lengths
+
+
+def flop_counter(config: DistillConfig, student: Any, teacher: Any | None) -> Any:
+    """inputs -> model FLOPs of one training batch: the student's forward and backward
+    (LoRA or full) and, when `teacher` runs live, its forward (`agentbench.distill.flops`)."""
+    from agentbench.distill.flops import LlamaShape
+
+    s_shape = LlamaShape.of(student.config)
+    t_shape = LlamaShape.of(teacher.config) if teacher is not None else None
+    rank = config.lora.r if config.uses_lora else None
+    modules = len(config.lora.target_modules)
+
+    def count(inputs: dict[str, Any]) -> float:
+        projected = int((inputs["labels"] != IGNORE_INDEX).sum())
+        docs = [(0, n) for n in batch_documents(inputs)]
+        flops = s_shape.training_flops(docs, projected, lora_r=rank, lora_modules=modules)
+        if t_shape is not None:
+            if "teacher_attention_mask" in inputs:
+                docs = [(0, n) for n in batch_documents(inputs, "teacher_attention_mask")]
+            flops += t_shape.forward_flops(docs, projected)
+        return flops
+
+    return count
+
+
 def counting(trainer_class: type) -> type:
     """`trainer_class` counting the target tokens of the batches it trains on (the collator
-    cannot: the data loader collates one batch ahead of a `max_steps` stop)."""
+    cannot: the data loader collates one batch ahead of a `max_steps` stop), and their model
+    FLOPs when given a `flop_counter` (attribute `count_flops`)."""
 
     class Counting(trainer_class):
         target_tokens_seen = 0
+        flops_seen = 0.0
+        count_flops: Any = None
 
         def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kw: Any) -> Any:
             self.target_tokens_seen += int((inputs["labels"] != IGNORE_INDEX).sum())
+            if self.count_flops is not None:
+                self.flops_seen += float(self.count_flops(inputs))
             return super().training_step(model, inputs, *args, **kw)
 
     Counting.__name__ = Counting.__qualname__ = f"Counting{trainer_class.__name__}"
@@ -301,6 +374,7 @@ def run_trainer(trainer: Any, kind: str) -> TrainResult:
         target_tokens_seen=int(getattr(trainer, "target_tokens_seen", 0)),
         wall_s=wall,
         metrics=metrics,
+        flops=float(getattr(trainer, "flops_seen", 0.0)),
     )
 
 
@@ -374,7 +448,7 @@ def train_sft(
         dataset = Dataset.from_list(
             [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
         )
-        collator = PadCollator(pad_id(tokenizer))
+        collator = make_collator(config, tokenizer)
         args = SFTConfig(
             **training_kwargs(config, out / "trainer", progress),
             max_length=None,
@@ -388,6 +462,7 @@ def train_sft(
             processing_class=tokenizer,
             data_collator=collator,
         )
+        trainer.count_flops = flop_counter(config, model, None)
         result = run_trainer(trainer, "adapter" if config.uses_lora else "model")
         save_student(trainer.model, tokenizer, out, lora=config.uses_lora)
     finally:

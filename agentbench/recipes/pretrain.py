@@ -43,6 +43,17 @@ class TrainLog:
     """Tokens the same batches hold without sharing (what a plain loop would run)."""
     losses: list[tuple[int, float]] = field(default_factory=list)
     mean_loss: float = float("nan")
+    flops: float = 0.0
+    """Model FLOPs of the run (`agentbench.distill.flops.LlamaShape.training_flops`: each
+    document's real tokens, a shared prefix once per batch, logits at every real position)."""
+    wall_s: float = 0.0
+    """Seconds in the training loop (compilation included when `compile_model`)."""
+    step_tokens: int = 0
+    """Tokens run in the largest step (the row count of its matmuls, for the peak probe)."""
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.flops / self.wall_s if self.wall_s > 0 else 0.0
 
 
 def split_prefixes(
@@ -125,7 +136,7 @@ def batch_loss(model: Any, examples: Sequence[dict[str, list[int]]], batch: Pref
         cache.batch_repeat_interleave(n)
         first_logits = out.logits[:, -1:, :].expand(n, 1, -1)
         kwargs = {
-            cache_kwarg(model): cache,
+            cache_kwarg(getattr(model, "_orig_mod", model)): cache,  # torch.compile wraps it
             "position_ids": torch.arange(p, p + width).unsqueeze(0).expand(n, -1),
         }
     logits = model(input_ids=ids, attention_mask=mask, use_cache=bool(p), **kwargs).logits
@@ -147,6 +158,33 @@ def batch_loss(model: Any, examples: Sequence[dict[str, list[int]]], batch: Pref
     return loss, count, p + n * width
 
 
+def batch_docs(
+    examples: Sequence[dict[str, list[int]]], batch: PrefixBatch
+) -> list[tuple[int, int]]:
+    """(context before, new tokens) of what `batch_loss` runs: the prefix once, then each
+    remainder on top of it (for `LlamaShape.forward_flops`)."""
+    p = len(batch.prefix)
+    docs = [(0, p)] if p else []
+    return docs + [(p, len(examples[i]["input_ids"]) - p) for i in batch.rows]
+
+
+def make_adamw(model: Any, learning_rate: float, weight_decay: float, *, fused: bool) -> Any:
+    """AdamW with weight decay on matrices only; `fused`: torch's single-kernel CPU
+    implementation (same update rule, one pass over each parameter instead of several)."""
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+        fused=True if fused else None,
+    )
+
+
 def train_shared_prefix(
     model: Any,
     examples: Sequence[dict[str, list[int]]],
@@ -161,6 +199,9 @@ def train_shared_prefix(
     max_grad_norm: float = 1.0,
     log_every: int = 50,
     on_step: Callable[[int, int, float], None] | None = None,
+    autocast_bf16: bool = False,
+    fused_adamw: bool = False,
+    compile_model: bool = False,
 ) -> TrainLog:
     """Train `model` in place on `examples` ({"input_ids", "labels"}; labels -100 where no
     loss), sharing each of `prefixes` that an example starts with (`split_prefixes`).
@@ -168,8 +209,19 @@ def train_shared_prefix(
     Seeded: the batch order comes from `random.Random(seed)`; the caller seeds torch for the
     init. `epochs` may be fractional (the last epoch is cut). `on_step(step, total, loss)` is
     called after every optimizer step (a progress bar). Raises ValueError on no examples.
+
+    Speed levers, all off by default (`agentbench.distill.speed`; figures in
+    docs/benchmarks.md): `autocast_bf16` runs the forward under bf16 autocast (fast only where
+    the CPU has bf16, `cpu_bf16_native`); `fused_adamw` uses torch's fused AdamW;
+    `compile_model` runs the model through `torch.compile` (dynamic shapes; the first steps
+    pay the compilation, counted in `wall_s`).
     """
+    import time
+
     import torch
+
+    from agentbench.distill.flops import LlamaShape
+    from agentbench.distill.speed import autocast
 
     if not examples:
         raise ValueError("no examples to train on")
@@ -181,15 +233,9 @@ def train_shared_prefix(
     total = max(1, round(per_epoch * epochs))
     schedule = [b for plan in plans for b in plan][:total]
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-    )
+    optimizer = make_adamw(model, learning_rate, weight_decay, fused=fused_adamw)
+    shape = LlamaShape.of(model.config)
+    runner = torch.compile(model, dynamic=True) if compile_model else model
     warmup = max(1, int(total * warmup_ratio))
 
     def lr_at(step: int) -> float:
@@ -202,8 +248,10 @@ def train_shared_prefix(
     log = TrainLog()
     model.train()
     running, running_n, loss_sum = 0.0, 0, 0.0
+    began = time.perf_counter()
     for step, batch in enumerate(schedule):
-        loss, _, ran = batch_loss(model, examples, batch)
+        with autocast(autocast_bf16):
+            loss, _, ran = batch_loss(runner, examples, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
@@ -213,6 +261,9 @@ def train_shared_prefix(
         log.steps += 1
         log.tokens_seen += ran
         log.tokens_unshared += sum(len(examples[i]["input_ids"]) for i in batch.rows)
+        docs = batch_docs(examples, batch)
+        log.flops += shape.training_flops(docs, sum(n for _, n in docs))
+        log.step_tokens = max(log.step_tokens, ran)
         loss_sum += value
         running += value
         running_n += 1
@@ -221,6 +272,7 @@ def train_shared_prefix(
             running, running_n = 0.0, 0
         if on_step is not None:
             on_step(step + 1, total, value)
+    log.wall_s = time.perf_counter() - began
     model.eval()
     log.mean_loss = loss_sum / max(log.steps, 1)
     return log

@@ -523,6 +523,7 @@ def build_tiny_agent(
                     seed=init_seed, on_step=on_step,
                 )  # fmt: skip
         train_s = time.monotonic() - began - collect_s
+        efficiency = training_efficiency(model, log, config.threads)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(dest)
@@ -543,6 +544,7 @@ def build_tiny_agent(
         "tokens_without_prefix_sharing": log.tokens_unshared,
         "collect_s": round(collect_s, 1),
         "train_s": round(train_s, 1),
+        "train_efficiency": efficiency,
         "sha256": {
             "episodes": episodes_sha256,
             "tokenizer": tokenizer_sha256(dest),
@@ -551,6 +553,29 @@ def build_tiny_agent(
         "provenance": provenance(),
     }
     (dest / BUILD_REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def training_efficiency(model: Any, log: Any, threads: int) -> dict[str, Any]:
+    """The training loop's model FLOP/s and MFU against a peak matmul probe run now (float32,
+    `threads`, the loop's largest step's shapes; about a second); logged and reported."""
+    import logging
+
+    from agentbench.distill.flops import LlamaShape, cpu_description, measure_peak, mfu
+
+    shape = LlamaShape.of(model.config)
+    peak = measure_peak(shape.matmul_shapes(log.step_tokens, log.step_tokens), "float32", threads)
+    out = {
+        "model_flops": log.flops,
+        "loop_s": round(log.wall_s, 1),
+        **mfu(log.flops_per_s, peak),
+        "peak": peak.as_dict(),
+        "cpu": cpu_description(),
+    }
+    logging.getLogger(__name__).info(
+        "tiny-agent training: %.2f GFLOP/s, MFU %.1f%% (%.1f%% of matmuls at its shapes)",
+        out["gflops"], 100 * out["mfu"], 100 * out["mfu_at_shapes"],
+    )  # fmt: skip
+    return out
 
 
 @contextlib.contextmanager
