@@ -331,8 +331,8 @@ def teacher_logits(teacher: Any, inputs: dict[str, Any], keep: torch.Tensor) -> 
             t_keep = torch.zeros_like(t_ids, dtype=torch.bool)
             rows, cols = keep.nonzero(as_tuple=True)
             t_keep[rows, cols + inputs["teacher_offset"][rows]] = True
-            return logits_at(teacher, t_ids, inputs["teacher_attention_mask"], t_keep)  # type: ignore[no-any-return]
-        return logits_at(  # type: ignore[no-any-return]
+            return logits_at(teacher, t_ids, inputs["teacher_attention_mask"], t_keep)
+        return logits_at(
             teacher, inputs["input_ids"], inputs["attention_mask"], keep, inputs.get("position_ids")
         )
 
