@@ -107,3 +107,33 @@ def test_submit_then_sort_filter_open_detail_and_episode_in_chromium(tmp_path: P
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_demo_script_takes_a_run_to_the_page(tmp_path: Path) -> None:
+    """scripts/leaderboard-demo.py (how the smoke run reached the page): the micro run
+    bundled, verified, submitted to a server it starts, and found on the page in chromium."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium: not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    from tests.leaderboard_support import require_micro_run
+
+    run, suite = require_micro_run()
+    shots = tmp_path / "shots"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "leaderboard-demo.py"), str(run),
+         "--suite", str(suite), "--track", "micro-v1", "--submitter", "demo",
+         "--shots", str(shots), "--workdir", str(tmp_path / "work")],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "accepted: 24 episodes, 24 replayed" in done.stdout
+    assert "submission 1: accepted" in done.stdout
+    assert "2 row(s) by demo on the page" in done.stdout
+    for shot in ("index", "detail", "episode"):
+        assert (shots / f"{shot}.png").stat().st_size > 5000
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "leaderboard-demo.py"), str(tmp_path),
+         "--suite", str(suite)], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "has no results.json" in missing.stderr

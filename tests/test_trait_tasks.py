@@ -237,7 +237,7 @@ def test_numbers_prompt_shape() -> None:
 
 
 def test_make_task_and_eval_errors() -> None:
-    known = r"\(known: numbers, code, cot\)"
+    known = r"\(known: code, cot, numbers\)"
     with pytest.raises(ValueError, match=rf"unknown trait task 'nope' {known}"):
         make_task("nope")
     with pytest.raises(ValueError, match="bad options for task 'numbers': bogus"):
