@@ -132,15 +132,8 @@ def execute_task(store: StageStore, task: StageTask, log: Log) -> bool:
         return False
     for dep in task.deps:
         store.path(*dep.split("/", 1))
-    with store.lock(task.stage, task.key):
-        if store.done(task.stage, task.key):
-            log(f"{task.stage} {task.key}: cached (published by another run meanwhile)")
-            return False
-        if not store.remote:
-            store.clean_partials(task.stage, task.key)
-        log(f"{task.stage} {task.key}: running")
-        with store.build(task.stage, task.key, task.config, task.inputs) as (work, extras):
-            task.body(work, extras)
+    if not store.publish(task.stage, task.key, task.config, task.inputs, task.body, log):
+        return False
     store.path(task.stage, task.key)
     return True
 

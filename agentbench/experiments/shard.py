@@ -137,17 +137,15 @@ def execute_part(store: StageStore, task: StageTask, index: int, count: int, log
         return False
     for dep in task.deps:
         store.path(*dep.split("/", 1))
+    sharded = task.sharded
+
+    def run_part(work: Path, extras: dict[str, Any]) -> None:
+        extras.update(sharded.run_part(index, count, work))
+
     try:
-        with store.lock(*where):
-            if store.done(*where):
-                log(f"{label}: cached (published by another run meanwhile)")
-                return False
-            if not store.remote:
-                store.clean_partials(*where)
-            log(f"{label}: running")
-            config = {"part": index, "of": count}
-            with store.build(*where, config, {"stage": task.id}) as (work, extras):
-                extras.update(task.sharded.run_part(index, count, work))
+        config = {"part": index, "of": count}
+        if not store.publish(*where, config, {"stage": task.id}, run_part, log, label=label):
+            return False
     except Exception:
         # Another run merged the stage meanwhile and removed its parts, ours included:
         # the stage is complete, so this part is not needed.
@@ -171,16 +169,15 @@ def execute_merge(store: StageStore, task: StageTask, count: int, log: Log) -> b
             f"{task.id}: part(s) {missing} of {count} are not published; run them first"
         )
     parts = [store.path(*w) for w in where]
-    with store.lock(task.stage, task.key):
-        if store.done(task.stage, task.key):
-            log(f"{task.stage} {task.key}: cached (published by another run meanwhile)")
-            return False
-        if not store.remote:
-            store.clean_partials(task.stage, task.key)
-        log(f"{task.stage} {task.key}: merging {count} part(s)")
-        with store.build(task.stage, task.key, task.config, task.inputs) as (work, extras):
-            task.sharded.merge(parts, work, extras)
-            extras["shards"] = count
+    sharded = task.sharded
+
+    def merge(work: Path, extras: dict[str, Any]) -> None:
+        sharded.merge(parts, work, extras)
+        extras["shards"] = count
+
+    verb = f"merging {count} part(s)"
+    if not store.publish(task.stage, task.key, task.config, task.inputs, merge, log, verb=verb):
+        return False
     store.path(task.stage, task.key)
     store.remove_scratch(task.stage, f"{task.key}.shards")
     return True

@@ -33,7 +33,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,34 @@ class StageStore:
             target = "/".join((self.remote_root, stage, name))
             if self.fs.exists(target):
                 self.fs.rm(target, recursive=True)
+
+    def publish(
+        self,
+        stage: str,
+        key: str,
+        config: Any,
+        inputs: dict[str, str],
+        body: Callable[[Path, dict[str, Any]], None],
+        log: Callable[[str], None],
+        *,
+        label: str | None = None,
+        verb: str = "running",
+    ) -> bool:
+        """Build and publish a stage with `body` (which fills the work folder and may add to
+        the manifest extras) under the stage's lock, unless another writer published it while
+        this one waited; returns whether `body` ran. Partial folders of dead writers are
+        removed first (local stores). `label` names the stage in the log lines."""
+        label = label or f"{stage} {key}"
+        with self.lock(stage, key):
+            if self.done(stage, key):
+                log(f"{label}: cached (published by another run meanwhile)")
+                return False
+            if not self.remote:
+                self.clean_partials(stage, key)
+            log(f"{label}: {verb}")
+            with self.build(stage, key, config, inputs) as (work, extras):
+                body(work, extras)
+        return True
 
     @contextmanager
     def build(
