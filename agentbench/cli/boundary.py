@@ -82,24 +82,22 @@ def fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(known[0].exit_code) from None
 
 
-class BoundaryCommand(TyperCommand):
+class _Boundary:
+    """`invoke` inside the boundary, for click commands and groups alike."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except (AgentbenchError, ValidationError, OSError) as exc:
+            fail(exc)
+
+
+class BoundaryCommand(_Boundary, TyperCommand):
     """A typer command whose known errors end at the boundary (message, exit code)."""
 
-    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
-        try:
-            return super().invoke(ctx)
-        except (AgentbenchError, ValidationError, OSError) as exc:
-            fail(exc)
 
-
-class BoundaryGroup(TyperGroup):
+class BoundaryGroup(_Boundary, TyperGroup):
     """A typer group whose callback and subcommands run inside the boundary."""
-
-    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
-        try:
-            return super().invoke(ctx)
-        except (AgentbenchError, ValidationError, OSError) as exc:
-            fail(exc)
 
 
 class App(typer.Typer):
