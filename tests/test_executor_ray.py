@@ -121,6 +121,7 @@ def test_micro_suite_under_ray_matches_local_then_reuses_everything(
 
 
 @pytest.mark.bwrap
+@pytest.mark.slow  # ~60 s on 2 cores; .ci/run runs it after the default suite
 def test_a_worker_killed_mid_stage_is_retried_to_the_same_results(
     cluster: None, local_run: Path, tmp_path: Path
 ) -> None:
@@ -162,6 +163,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.bwrap
+@pytest.mark.slow  # ~110 s on 2 cores (two raylets); .ci/run runs it after the default suite
 def test_two_ray_nodes_on_this_machine_run_stages_against_one_store(
     local_run: Path, tmp_path: Path
 ) -> None:

@@ -242,3 +242,37 @@ def test_a_merge_refuses_parts_that_do_not_hold_the_stages_episodes_in_order(
     extras: dict[str, Any] = {}
     episodes.merge(parts[::-1], tmp_path / "work", extras)
     assert extras["episodes"] == 4 and extras["policy"]["identity"] == "m"
+
+
+def test_run_shards_overrides_the_episode_stages_and_keeps_the_other_requests() -> None:
+    from agentbench.experiments.executor import with_shards
+
+    suite_resources = {
+        "rollouts": StageResources(cpus=2.0, shards=4),
+        "distill": StageResources(cpus=2.0, memory_gb=8.0),
+    }
+    out = with_shards(suite_resources, "3")
+    assert out["rollouts"].shards == 3 and out["rollouts"].cpus == 2.0
+    assert out["evaluate"].shards == 3 and out["evaluate"].cpus == 1.0
+    assert out["distill"] == suite_resources["distill"]
+    assert suite_resources["rollouts"].shards == 4  # the suite's own is not changed
+    assert with_shards(None, "auto")["evaluate"].shards == "auto"
+    for bad in ("0", "-2", "four", "2.5", ""):
+        with pytest.raises(ValueError, match="--shards takes a number of parts"):
+            with_shards(suite_resources, bad)
+
+
+def test_agentbench_run_refuses_a_bad_shards_value_with_a_config_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agentbench.cli import app
+
+    repo = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(
+        app,
+        ["run", str(repo / "suites" / "smoke.yaml"), "--shards", "many",
+         "--store", str(tmp_path / "store"), "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--shards takes a number of parts" in result.output
+    assert not (tmp_path / "run").exists()

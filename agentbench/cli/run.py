@@ -46,6 +46,13 @@ def run_command(
     gpus: Annotated[
         int | None, typer.Option(min=1, help="--dry-run: also estimate the run on N GPUs.")
     ] = None,
+    shards: Annotated[
+        str | None,
+        typer.Option(
+            help="Run each rollouts and evaluate stage as N parts (or 'auto': as many as the "
+            "Ray cluster runs at once), over the suite's resources; results do not change."
+        ),
+    ] = None,
 ) -> None:
     """Run a suite: teacher -> rollouts -> sanitize -> distill -> evaluate, cached by stage."""
     from agentbench.experiments.runner import models_to_build, plan_suite, run_suite
@@ -94,11 +101,12 @@ def run_command(
         if print_cell_checks(console, cells, suite, spec):
             raise typer.Exit(2)
         return
-    from agentbench.experiments.executor import make_executor
+    from agentbench.experiments.executor import make_executor, with_shards
 
-    with config_errors():  # a bad store URL, an unknown executor
+    with config_errors():  # a bad store URL, an unknown executor, a bad --shards
         store_obj = StageStore(store)
-        runner = make_executor(executor, address=address, resources=spec.resources)
+        resources = spec.resources if shards is None else with_shards(spec.resources, shards)
+        runner = make_executor(executor, address=address, resources=resources)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-model "Loading weights" bars drown the stage log

@@ -376,6 +376,32 @@ class RayExecutor:
             ray.shutdown()
 
 
+def with_shards(
+    resources: Mapping[Any, StageResources] | None, setting: str
+) -> dict[Any, StageResources]:
+    """`resources` with every rollouts and evaluate stage set to run as `setting` parts (a
+    number, or "auto"), the other kinds' requests kept: `agentbench run --shards`. Raises
+    ValueError for a setting that is neither a number of parts (1 or more) nor "auto"."""
+    from agentbench.experiments.suite import StageResources
+
+    shards: Shards
+    if setting == "auto":
+        shards = "auto"
+    else:
+        try:
+            shards = int(setting)
+        except ValueError:
+            shards = -1
+        if shards < 1:
+            raise ValueError(
+                f"--shards takes a number of parts (1 or more) or 'auto', not {setting!r}"
+            )
+    out = dict(resources or {})
+    for kind in ("rollouts", "evaluate"):
+        out[kind] = (out.get(kind) or StageResources()).model_copy(update={"shards": shards})
+    return out
+
+
 def make_executor(
     name: str, *, address: str | None = None,
     resources: Mapping[Any, StageResources] | None = None,
