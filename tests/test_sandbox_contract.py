@@ -88,3 +88,16 @@ def test_self_check_names_unknown_backends_and_checks() -> None:
     with pytest.raises(ValueError, match="known: exit_codes_and_streams"):
         self_check("local", checks=["no_such_check"])
     assert CHECK_NAMES[-1] == "lifecycle" and set(CHECKS) < set(CHECK_NAMES)
+
+
+def test_cli_check() -> None:
+    from typer.testing import CliRunner
+
+    from agentbench.cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["sandbox", "check", "local", "--check", "stdin_is_empty"])
+    assert done.exit_code == 0, done.output
+    assert "sandbox backend 'local'" in done.output and "passed  stdin_is_empty" in done.output
+    unknown = runner.invoke(app, ["sandbox", "check", "nope"])
+    assert unknown.exit_code == 2 and "bwrap" in unknown.output
