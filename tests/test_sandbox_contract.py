@@ -7,7 +7,7 @@ import pytest
 from conftest import ALL_BACKENDS, SandboxFactory, backend_params, require_backend
 
 from agentbench.errors import AgentbenchError
-from agentbench.sandbox import Sandbox, SandboxConfig
+from agentbench.sandbox import ExecResult, Sandbox, SandboxConfig
 from agentbench.sandbox.local import LocalSandbox
 from agentbench.sandbox.self_check import (
     CHECK_NAMES,
@@ -54,8 +54,9 @@ class _CorruptingSandbox(LocalSandbox):
     def read_file(self, path: str) -> bytes:
         return super().read_file(path)[:-1]
 
-    def exec(self, command: str, *, timeout: float | None = None,
-             output_limit: int | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    def exec(
+        self, command: str, *, timeout: float | None = None, output_limit: int | None = None
+    ) -> ExecResult:
         return super().exec(command, timeout=timeout, output_limit=None)
 
 
