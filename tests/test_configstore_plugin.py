@@ -69,10 +69,10 @@ def test_registered_on_import_with_its_tool_semantics(site: Path) -> None:
         site,
         f"""
         import json, gymnasium, agentbench
-        from gymnasium.utils.env_checker import check_env
+        from agentbench.envs import check_agent_env
         from agentbench.envs.classify import classify_tool_call
         env = gymnasium.make({ENV_ID!r})
-        check_env(env.unwrapped, skip_render_check=True)
+        check_agent_env(env).raise_on_failure()  # gymnasium's check_env and agentbench's rules
         env.close()
         tools = ("list", "get", "set", "rename", "delete", "delete_path", "read_file")
         print(json.dumps({{t: classify_tool_call(t).to_dict() for t in tools}}))

@@ -3,6 +3,7 @@ the venv), is found through its entry point and runs an episode in a real sandbo
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,23 @@ def test_plugin_found_and_runs_an_episode(plugin_dir: Path) -> None:
     assert result["observations"][1].startswith("error: use: list")
     assert "ana owns the release" in result["observations"][2]
     assert result["invalid"] == 1
+
+
+def test_the_templates_own_test_passes(plugin_dir: Path) -> None:
+    """The template ships a test that runs `check_agent_env` on its env; it passes as shipped."""
+    require_backend("bwrap")
+    import os
+
+    # the plugin first, then whatever agentbench this test runs (a checkout's PYTHONPATH)
+    path = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests"],
+        env=env, cwd=TEMPLATE, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout and "FAILED" not in proc.stdout
+    assert re.search(r"passed +scoring_reads_the_sandbox", proc.stdout), proc.stdout
 
 
 def test_without_the_plugin_it_is_absent() -> None:

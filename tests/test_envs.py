@@ -3,6 +3,7 @@ classification in `info`, truncation, infrastructure failures, vector envs, runn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentbench  # noqa: F401 - registers the ids
+from agentbench.envs import check_agent_env
 from agentbench.envs.base import CLOCK_TICK_S, ActionError, AgentEnv, check_action_text
+from agentbench.envs.bash import BashEnv
 from agentbench.envs.filetool import TOOLS, FileToolEnv
 from agentbench.envs.runner import run_episode
 from agentbench.envs.sample import SampleSolver, bash_sample_task, filetool_sample_task
 from agentbench.sandbox import Fixture, FixtureEntry, SandboxConfig, make_sandbox
 from agentbench.sandbox.fixture import FIXED_MTIME
+from agentbench.sandbox.self_check import SelfCheckError
 from agentbench.tasks.instance import CheckContext, CheckResult, TaskInstance
 from tests.conftest import HostCanary, require_backend
 
@@ -90,15 +94,61 @@ def test_ids_are_registered_on_import() -> None:
         assert spec.nondeterministic is True
 
 
+ACTIONS = {
+    FILETOOL: [call("list_dir", path="."), call("read_file", path="README.md"),
+               call("delete_path", path="notes/todo.txt"), "{bad json"],
+    BASH: ["ls -la", "chmod 600 src/main.py", "rm -f logs/current.log", "", "submit done"],
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("env_id", [FILETOOL, BASH])
 def test_check_env(env_id: str) -> None:
+    """gymnasium's check_env and agentbench's own contract (check_agent_env calls both)."""
     require_backend("bwrap")
     env = gym.make(env_id, sandbox="bwrap")
     try:
         check_env(env.unwrapped)
+        report = check_agent_env(env, actions=ACTIONS[env_id])
+        report.raise_on_failure()
+        assert not any(r.skipped for r in report.results), str(report)
     finally:
         env.close()
         env.close()  # twice is fine
+
+
+class _ForgetfulEnv(BashEnv):
+    """Breaks two rules the harness relies on: a seeded reset gives another instruction each
+    time, and the step info drops the effect the deletion metrics read."""
+
+    resets = 0
+
+    def default_task(self, seed: int | None) -> TaskInstance:
+        _ForgetfulEnv.resets += 1
+        task = super().default_task(seed)
+        return dataclasses.replace(task, instruction=f"{task.instruction} ({self.resets})")
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = super().step(action)
+        info.pop("effect", None)
+        return observation, reward, terminated, truncated, info
+
+
+def test_check_agent_env_reports_broken_rules() -> None:
+    require_backend("bwrap")
+    env = _ForgetfulEnv(sandbox="bwrap")
+    try:
+        report = check_agent_env(env, actions=["ls"],
+                                 checks=["reset", "deterministic_reset", "step_info"])  # fmt: skip
+    finally:
+        env.close()
+    failed = {r.name: r.detail for r in report.failures}
+    assert set(failed) == {"deterministic_reset", "step_info"}, str(report)
+    assert "reset(seed=0) twice" in failed["deterministic_reset"]
+    assert "lacks ['effect']" in failed["step_info"]
+    with pytest.raises(SelfCheckError, match="environment 'agentbench/Bash-v0' fails 2"):
+        report.raise_on_failure()
+    with pytest.raises(ValueError, match="known: gymnasium"):
+        check_agent_env(BASH, checks=["nope"])
 
 
 @pytest.mark.parametrize("env_id", [FILETOOL, BASH])

@@ -22,13 +22,13 @@ from agentbench.experiments.metrics import (
 )
 from agentbench.experiments.report import (
     ReportError,
-    _compare,
-    _Rate,
-    _result_sentence,
     load_results,
     rebuild_report,
     write_report,
 )
+from agentbench.experiments.report.checked import Rate
+from agentbench.experiments.report.comparisons import compare
+from agentbench.experiments.report.wording import result_sentence
 from agentbench.experiments.results import (
     ArmResult,
     CellResult,
@@ -210,19 +210,19 @@ def test_claims_follow_the_statistics(written: tuple[Results, Path, dict[str, Pa
 
 
 def test_verdict_wording() -> None:
-    def rate(k: int, n: int) -> _Rate:
+    def rate(k: int, n: int) -> Rate:
         r = wilson(k, n)
-        return _Rate(k=k, n=n, value=r.value, low=r.low, high=r.high)
+        return Rate(k=k, n=n, value=r.value, low=r.low, high=r.high)
 
-    teacher = _compare(rate(18, 20), rate(2, 20))
-    opposite = _result_sentence("deletion_rate", _compare(rate(1, 20), rate(12, 20)), teacher)
+    teacher = compare(rate(18, 20), rate(2, 20))
+    opposite = result_sentence("deletion_rate", compare(rate(1, 20), rate(12, 20)), teacher)
     assert "opposite to the teacher's trait: not transfer" in opposite
-    flat_teacher = _compare(rate(5, 20), rate(5, 20))
-    unattributed = _result_sentence("deletion_rate", _compare(rate(12, 20), rate(2, 20)),
+    flat_teacher = compare(rate(5, 20), rate(5, 20))
+    unattributed = result_sentence("deletion_rate", compare(rate(12, 20), rate(2, 20)),
                                     flat_teacher)  # fmt: skip
     assert "not attributed to the trait" in unattributed and "transfer found" not in unattributed
     # p < 0.05 alone is not enough: the Newcombe interval must also exclude 0
-    d = _compare(rate(12, 20), rate(2, 20))
+    d = compare(rate(12, 20), rate(2, 20))
     assert d.low is not None and d.low > 0 and d.significant
 
 

@@ -1,32 +1,20 @@
-"""The `Sandbox` contract, run against every backend (bwrap, docker, local)."""
+"""The `Sandbox` contract, run against every backend (bwrap, docker, local) through the checks
+a plugin author runs too (`agentbench.sandbox.self_check`), and those checks themselves."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import ALL_BACKENDS, SandboxFactory, backend_params
+from conftest import ALL_BACKENDS, SandboxFactory, backend_params, require_backend
 
-from agentbench.sandbox import (
-    DirEntry,
-    Fixture,
-    FixtureEntry,
-    Sandbox,
-    SandboxConfig,
-    SandboxFileError,
-    diff,
-)
-
-EMPTY = Fixture()
-FIXTURE = Fixture(
-    entries=(
-        FixtureEntry(path="README.md", text="hello\n"),
-        FixtureEntry(path="src/app.py", text="print('hi')\n", owner="bob", group="developers"),
-        FixtureEntry(path="src/run.sh", text="#!/bin/sh\necho run\n", mode=0o750, owner="ci"),
-        FixtureEntry(path="secret", kind="dir", mode=0o700, owner="alice", group="analysts"),
-        FixtureEntry(path="secret/key", text="k", mode=0o600, owner="alice"),
-        FixtureEntry(path="bin.dat", data_b64="AAEC/w=="),
-        FixtureEntry(path="link", kind="symlink", target="src/app.py"),
-        FixtureEntry(path="dangling", kind="symlink", target="/nowhere"),
-    )
+from agentbench.errors import AgentbenchError
+from agentbench.sandbox import ExecResult, Sandbox, SandboxConfig
+from agentbench.sandbox.local import LocalSandbox
+from agentbench.sandbox.self_check import (
+    CHECK_NAMES,
+    CHECKS,
+    SelfCheckError,
+    run_check,
+    self_check,
 )
 
 
@@ -36,169 +24,81 @@ def sandbox(request: pytest.FixtureRequest, module_sandbox_factory: SandboxFacto
     return module_sandbox_factory(request.param, config)
 
 
-@pytest.fixture
-def sb(sandbox: Sandbox) -> Sandbox:
-    """The module's sandbox, reset to an empty workspace for each test."""
-    sandbox.reset(EMPTY)
-    return sandbox
+@pytest.mark.parametrize("check", list(CHECKS))
+def test_contract(sandbox: Sandbox, check: str) -> None:
+    result = run_check(sandbox, check)
+    if result.skipped:
+        pytest.skip(result.detail)
+    assert result.passed, f"{sandbox.name}: {check}: {result.detail}"
 
 
-def test_exit_codes_and_streams(sb: Sandbox) -> None:
-    result = sb.exec("echo out; echo err >&2; false")
-    assert (result.exit_code, result.stdout, result.stderr) == (1, "out\n", "err\n")
-    assert not result.ok and not result.timed_out
-    assert sb.exec("true").ok
-    assert sb.exec("(exit 42)").exit_code == 42
-    assert sb.exec("no-such-command-xyz").exit_code == 127
+@pytest.mark.parametrize("backend", backend_params(ALL_BACKENDS))
+def test_lifecycle_and_close_twice(backend: str) -> None:
+    require_backend(backend)
+    self_check(backend, checks=["lifecycle"]).raise_on_failure()
 
 
-def test_output_without_newline_and_unicode(sb: Sandbox) -> None:
-    result = sb.exec("printf 'a\\tb'; printf 'é ✓' >&2")
-    assert result.stdout == "a\tb" and result.stderr == "é ✓"
+def test_isolation_checks_skip_a_backend_without_isolation(sandbox_factory: SandboxFactory) -> None:
+    local = sandbox_factory("local")
+    for name in ("host_files_are_out_of_reach", "network_is_off", "other_users"):
+        result = run_check(local, name)
+        assert result.skipped and "does not claim" in result.detail, result
 
 
-def test_cwd_and_variables_persist(sb: Sandbox) -> None:
-    assert sb.exec("mkdir -p 'sub dir/x' && cd 'sub dir/x' && export FOO=bar && BAZ=1").ok
-    result = sb.exec('pwd; echo "$FOO $BAZ"')
-    assert result.stdout == f"{sb.workspace_path}/sub dir/x\nbar 1\n"
+class _CorruptingSandbox(LocalSandbox):
+    """A backend with two contract bugs: reads drop the last byte, and `exec` ignores the
+    caller's output limit (the config's applies instead)."""
+
+    name = "corrupting"
+
+    def read_file(self, path: str) -> bytes:
+        return super().read_file(path)[:-1]
+
+    def exec(
+        self, command: str, *, timeout: float | None = None, output_limit: int | None = None
+    ) -> ExecResult:
+        return super().exec(command, timeout=timeout, output_limit=None)
 
 
-def test_stdin_is_empty(sb: Sandbox) -> None:
-    result = sb.exec("cat; read -r line; echo rc=$?", timeout=5)
-    assert result.stdout == "rc=1\n" and not result.timed_out
-
-
-def test_timeout_kills_and_restores_cwd(sb: Sandbox) -> None:
-    assert sb.exec("mkdir -p deep/er && cd deep/er").ok
-    result = sb.exec("echo started; sleep 60", timeout=1)
-    assert result.timed_out and result.exit_code is None and result.shell_restarted
-    assert result.stdout == "started\n"
-    after = sb.exec("pwd; echo ok")
-    assert after.stdout == f"{sb.workspace_path}/deep/er\nok\n"
-
-
-def test_output_cap_sets_truncation_flags(sb: Sandbox) -> None:
-    result = sb.exec(
-        "head -c 10000 /dev/zero | tr '\\0' a; head -c 9000 /dev/zero | tr '\\0' b >&2"
-    )
-    assert result.stdout == "a" * 4096 and result.stdout_truncated
-    assert result.stderr == "b" * 4096 and result.stderr_truncated
-    assert result.exit_code == 0
-    small = sb.exec("echo x", output_limit=1)
-    assert small.stdout == "x" and small.stdout_truncated
-
-
-def test_exit_in_command_restarts_shell(sb: Sandbox) -> None:
-    assert sb.exec("mkdir -p d && cd d").ok
-    result = sb.exec("echo bye; exit 3")
-    assert result.exit_code == 3 and result.stdout == "bye\n" and result.shell_restarted
-    assert sb.exec("pwd").stdout == f"{sb.workspace_path}/d\n"
-    assert sb.exec("exec true").shell_restarted
-    assert sb.exec("echo alive").stdout == "alive\n"
-
-
-def test_file_helpers_are_relative_to_the_workspace(sb: Sandbox) -> None:
-    assert sb.exec("mkdir -p a/b && cd /").ok
-    sb.write_file("a/b/f.txt", b"one\n")
-    sb.write_file("a/b/f.txt", b"two\0\xff", append=True)
-    assert sb.read_file("a/b/f.txt") == b"one\ntwo\0\xff"
-    assert sb.read_file(f"{sb.workspace_path}/a/b/f.txt") == b"one\ntwo\0\xff"
-    assert sb.exec("pwd").stdout == "/\n"  # the helpers did not move the agent
-    sb.write_file("empty", b"")
-    assert sb.read_file("empty") == b""
-    assert sb.list_dir("a") == [DirEntry(name="b", kind="dir", size=sb.list_dir("a")[0].size)]
-    names = [(e.name, e.kind) for e in sb.list_dir()]
-    assert names == [("a", "dir"), ("empty", "file")]
-    assert sb.list_dir("a/b") == [DirEntry(name="f.txt", kind="file", size=9)]
-
-
-def test_file_helper_errors(sb: Sandbox) -> None:
-    sb.exec("mkdir dir; ln -s dir dirlink")
-    with pytest.raises(SandboxFileError, match="no such file"):
-        sb.read_file("missing")
-    with pytest.raises(SandboxFileError, match="is a directory"):
-        sb.read_file("dir")
-    with pytest.raises(SandboxFileError, match="is a directory"):
-        sb.write_file("dirlink", b"x")
-    with pytest.raises(SandboxFileError):
-        sb.write_file("nodir/f", b"x")
-    with pytest.raises(SandboxFileError, match="not a directory"):
-        sb.list_dir("missing")
-    with pytest.raises(SandboxFileError, match="cap"):
-        sb.write_file("big", b"x" * (sb.config.file_write_limit_bytes + 1))
-    sb.exec(f"head -c {sb.config.file_read_limit_bytes + 1} /dev/zero > big")
-    with pytest.raises(SandboxFileError, match="cap"):
-        sb.read_file("big")
-    assert sb.exec("echo still-fine").stdout == "still-fine\n"
-
-
-def test_reset_builds_the_fixture(sb: Sandbox) -> None:
-    sb.exec("touch leftover; mkdir -p junk/deeper; chmod 000 junk")
-    sb.reset(FIXTURE)
-    listing = sb.exec("stat -c '%n %u %g %a %F' $(find . -mindepth 1 | sort)").stdout
-    assert listing.splitlines() == [
-        "./README.md 0 0 644 regular file",
-        "./bin.dat 0 0 644 regular file",
-        "./dangling 0 0 777 symbolic link",
-        "./link 0 0 777 symbolic link",
-        "./secret 1002 2001 700 directory",
-        "./secret/key 1002 0 600 regular file",
-        "./src 0 0 755 directory",
-        "./src/app.py 1001 2002 644 regular file",
-        "./src/run.sh 1003 0 750 regular file",
+def test_self_check_reports_each_broken_rule() -> None:
+    broken = _CorruptingSandbox(allow_unsafe=True)
+    broken.start()
+    try:
+        report = self_check(broken, checks=["exit_codes_and_streams", "stdin_is_empty",
+                                            "file_helpers_are_relative_to_the_workspace",
+                                            "output_cap_sets_truncation_flags"])  # fmt: skip
+    finally:
+        broken.close()
+    assert not report.ok
+    assert [r.name for r in report.failures] == [
+        "file_helpers_are_relative_to_the_workspace",
+        "output_cap_sets_truncation_flags",
     ]
-    assert sb.read_file("link") == b"print('hi')\n"
-    assert sb.read_file("bin.dat") == b"\x00\x01\x02\xff"
-    assert sb.exec("pwd").stdout == f"{sb.workspace_path}\n"
+    assert "output_limit=1 did not cut" in report.result("output_cap_sets_truncation_flags").detail
+    assert report.result("exit_codes_and_streams").passed
+    assert "b'one\\ntwo\\x00'" in report.result("file_helpers_are_relative_to_the_workspace").detail
+    assert "FAILED" in str(report) and "2 passed, 2 failed" in str(report)
+    with pytest.raises(SelfCheckError, match="'corrupting' fails 2 contract check") as caught:
+        report.raise_on_failure()
+    assert isinstance(caught.value, AgentbenchError) and caught.value.exit_code == 1
 
 
-def test_reset_is_deterministic(sb: Sandbox) -> None:
-    sb.reset(FIXTURE)
-    first = sb.snapshot()
-    sb.exec("rm -rf src; chmod 777 README.md; echo x > new")
-    sb.reset(FIXTURE)
-    second = sb.snapshot()
-    assert first.digest() == second.digest()
-    assert first.to_dict() == second.to_dict()
-    assert sorted(first.entries) == [
-        *("README.md", "bin.dat", "dangling", "link", "secret", "secret/key", "src"),
-        *("src/app.py", "src/run.sh"),
-    ]
+def test_self_check_names_unknown_backends_and_checks() -> None:
+    with pytest.raises(ValueError, match="bwrap"):
+        self_check("no-such-backend")
+    with pytest.raises(ValueError, match="known: exit_codes_and_streams"):
+        self_check("local", checks=["no_such_check"])
+    assert CHECK_NAMES[-1] == "lifecycle" and set(CHECKS) < set(CHECK_NAMES)
 
 
-def test_snapshot_sees_permission_changes_and_deletes(sb: Sandbox) -> None:
-    sb.reset(FIXTURE)
-    before = sb.snapshot()
-    result = sb.exec(
-        "chmod 600 README.md && chown 1001:2002 bin.dat && setfacl -m u:1005:r src/app.py"
-        " && rm src/run.sh && echo changed >> README.md && ln -sfn README.md link && touch n"
-    )
-    assert result.ok, result.stderr
-    changes = diff(before, sb.snapshot())
-    assert changes.mode_changed == ("README.md",)
-    assert changes.owner_changed == ("bin.dat",)
-    assert changes.acl_changed == ("src/app.py",)
-    assert changes.deleted == ("src/run.sh",)
-    assert changes.created == ("n",)
-    assert set(changes.content_changed) == {"README.md", "link"}
-    assert sb.snapshot().entries["bin.dat"].owner == "bob"
+def test_cli_check() -> None:
+    from typer.testing import CliRunner
 
+    from agentbench.cli import app
 
-def test_su_to_another_user(sb: Sandbox) -> None:
-    if sb.name == "local":
-        pytest.skip("the host has no sandbox accounts")
-    sb.reset(FIXTURE)
-    result = sb.exec("su bob -s /bin/sh -c 'id -un; cat secret/key'")
-    assert result.stdout == "bob\n" and result.exit_code != 0
-    assert "Permission denied" in result.stderr
-
-
-def test_close_twice(sandbox_factory: SandboxFactory, request: pytest.FixtureRequest) -> None:
-    for backend in ALL_BACKENDS:
-        try:
-            sandbox = sandbox_factory(backend)
-        except pytest.skip.Exception:
-            continue
-        sandbox.reset(FIXTURE)
-        sandbox.close()
-        sandbox.close()
+    runner = CliRunner()
+    done = runner.invoke(app, ["sandbox", "check", "local", "--check", "stdin_is_empty"])
+    assert done.exit_code == 0, done.output
+    assert "sandbox backend 'local'" in done.output and "passed  stdin_is_empty" in done.output
+    unknown = runner.invoke(app, ["sandbox", "check", "nope"])
+    assert unknown.exit_code == 2 and "bwrap" in unknown.output

@@ -1,4 +1,5 @@
-"""`agentbench envs ...`: list the registered environments, watch a scripted demo episode."""
+"""`agentbench envs ...`: list the registered environments, check one against the contract,
+watch a scripted demo episode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.text import Text
 
 from agentbench.cli.boundary import App, config_errors
 
-app = App(help="Gymnasium environments: list them, run a demo episode.", no_args_is_help=True)
+app = App(help="Gymnasium environments: list, check, demo.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -103,6 +104,29 @@ def demo(
     if invalid:
         console.print(f"[red]{invalid} invalid action(s)[/red]")
     if not result.success or invalid or result.infra_failure:
+        raise typer.Exit(code=1)
+
+
+@app.command("check")
+def check(
+    env: Annotated[str, typer.Argument(help="Environment: a gymnasium id or a bare name.")],
+    sandbox: Annotated[str, typer.Option(help="Sandbox backend.")] = "bwrap",
+    seed: Annotated[int, typer.Option(help="Seed of the default task.")] = 0,
+    action: Annotated[
+        list[str] | None, typer.Option("--action", help="An action to step (repeatable).")
+    ] = None,
+) -> None:
+    """Check an environment against what agentbench reads (`agentbench.envs.check_agent_env`:
+    gymnasium's check_env plus the info, outcome, reset and scoring rules). Exits 1 when a
+    check fails."""
+    from agentbench.envs import check_agent_env
+    from agentbench.envs.plugins import resolve_env_id
+
+    with config_errors():  # an unknown environment
+        env = resolve_env_id(env)
+    report = check_agent_env(env, sandbox=sandbox, seed=seed, actions=action or ())
+    Console().print(str(report), markup=False, highlight=False)
+    if not report.ok:
         raise typer.Exit(code=1)
 
 

@@ -64,3 +64,21 @@ def clean_command(
                 console.print(f"removed container {container_id[:12]}")
         except Exception as exc:  # no SDK, no daemon: nothing of Docker's to clean
             console.print(f"docker: skipped ({type(exc).__name__}: {exc})")
+
+
+@app.command("check")
+def check_command(
+    backend: str = typer.Argument("bwrap", help="Sandbox backend: bwrap, docker, local, a plugin."),
+    check: list[str] = typer.Option([], "--check", help="Run only these checks (repeatable)."),
+) -> None:
+    """Run the sandbox contract checks (`agentbench.sandbox.self_check`) against a backend.
+
+    Exits 1 when a check fails; naming `local` here is consent to run it unisolated.
+    """
+    from agentbench.sandbox.self_check import self_check
+
+    with config_errors():  # an unknown backend or check
+        report = self_check(backend, checks=check or None)  # SandboxStartError: exit 4
+    console.print(str(report), markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(code=1)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
+
+if TYPE_CHECKING:
+    from agentbench.sandbox.self_check import SelfCheckReport
 
 FILETOOL_ID = "agentbench/FileTool-v0"
 BASH_ID = "agentbench/Bash-v0"
@@ -74,6 +77,15 @@ def action_schema(env_id: str) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
 
 
+def check_agent_env(env: Any, **kwargs: Any) -> SelfCheckReport:
+    """Check an environment (a gymnasium id or an env) against what agentbench reads and
+    return the report; see `agentbench.envs.check.check_agent_env` for the arguments, the
+    checks and the errors."""
+    from agentbench.envs.check import check_agent_env as check
+
+    return check(env, **kwargs)
+
+
 register_envs()
 if os.environ.get("AGENTBENCH_NO_PLUGINS", "") in ("", "0"):
     # After the built-ins, so a plugin's module may import agentbench.envs.* while it loads; a
@@ -87,6 +99,7 @@ __all__ = [
     "BUILTIN_ENVS",
     "FILETOOL_ID",
     "action_schema",
+    "check_agent_env",
     "make",
     "register_envs",
     "system_prompt",

@@ -17,6 +17,7 @@ from agentbench.sandbox.base import (
     SandboxStartError,
 )
 from agentbench.sandbox.fixture import Fixture, FixtureEntry, FixtureError
+from agentbench.sandbox.shell_sandbox import ShellSandbox
 from agentbench.sandbox.snapshot import FileEntry, Snapshot, SnapshotDiff, diff, take_snapshot
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SandboxFileError",
     "SandboxInfo",
     "SandboxStartError",
+    "ShellSandbox",
     "Snapshot",
     "SnapshotDiff",
     "available_backends",

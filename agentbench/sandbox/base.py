@@ -9,10 +9,12 @@ and one long-lived shell that runs the agent's commands. The harness drives it i
     sandbox.snapshot()         # before/after a step: what the workspace holds
     sandbox.close()            # idempotent
 
-File helpers (`read_file`, `write_file`, `list_dir`) run *inside* the sandbox through the shell,
-so that the sandbox, not host-side path logic, confines what they can reach. Snapshots and
-resets work on the host's side of the workspace, with no sandbox process running during a reset
-and no symlink ever followed.
+File helpers (`read_file`, `write_file`, `list_dir`) must be confined by the sandbox, not by
+host-side path logic; the shell backends (`agentbench.sandbox.shell_sandbox.ShellSandbox`) run
+them inside the sandbox through its shell. Snapshots and resets work on the host's side of the
+workspace, with no sandbox process running during a reset and no symlink ever followed.
+
+`agentbench.sandbox.self_check` runs these rules against a backend and reports what fails.
 
 Errors:
 - `SandboxStartError`: the sandbox could not be started (missing tool or image, dead daemon).
@@ -29,12 +31,10 @@ with `timed_out` or the truncation flags set.
 
 from __future__ import annotations
 
-import base64
-import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,13 +43,8 @@ from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.fixture import Fixture, materialize
 from agentbench.sandbox.snapshot import Snapshot, pin_mtimes, take_snapshot
 
-if TYPE_CHECKING:
-    from agentbench.sandbox.shell import PersistentShell
-
 WORKSPACE = "/workspace"
 """Where the workspace appears inside every sandbox."""
-_HELPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-"""File helpers set their own PATH: an agent's `export PATH=...` must not break them."""
 
 
 class SandboxStartError(InfrastructureError, RuntimeError):
@@ -131,7 +126,8 @@ class SandboxInfo:
 
 
 class Sandbox(ABC):
-    """One isolated workspace plus one long-lived shell. See the module docstring."""
+    """One isolated workspace plus one long-lived shell: the contract. See the module
+    docstring; `ShellSandbox` implements `exec` and the file helpers on a persistent shell."""
 
     name: ClassVar[str]
 
@@ -142,24 +138,42 @@ class Sandbox(ABC):
     # -- lifecycle -------------------------------------------------------------------------
     @abstractmethod
     def start(self) -> None:
-        """Prepare the backend and an empty workspace. Raises SandboxStartError."""
+        """Prepare the backend and an empty workspace, and start the shell. A no-op when
+        already started.
+
+        Raises `SandboxStartError` (a missing tool, image or root file system, a dead daemon,
+        a shell that does not come up); the backend is closed again before it raises.
+        """
 
     @abstractmethod
     def _stop_processes(self) -> None:
-        """Kill every process in the sandbox (the shell and anything it left behind)."""
+        """Kill every process in the sandbox (the shell and anything it left behind).
+
+        Raises `SandboxError` when processes survive the kill.
+        """
 
     @abstractmethod
     def _start_processes(self) -> None:
-        """Start the shell over the current workspace. Raises SandboxStartError."""
+        """Start the shell over the current workspace.
+
+        Raises `SandboxStartError` (not started, or the shell does not come up).
+        """
 
     @abstractmethod
     def close(self) -> None:
-        """Kill everything and remove the workspace. Safe to call twice."""
+        """Kill everything and remove the workspace. Safe to call twice, and before `start()`.
+
+        Raises `SandboxError` only where processes survive the kill (bwrap); docker logs and
+        goes on.
+        """
 
     @property
     @abstractmethod
     def workspace_host_path(self) -> Path:
-        """The workspace as seen from the host (read by snapshots, written by reset)."""
+        """The workspace as seen from the host (read by snapshots, written by reset).
+
+        Raises `SandboxError` when the sandbox is not started.
+        """
 
     @property
     def workspace_path(self) -> str:
@@ -168,14 +182,18 @@ class Sandbox(ABC):
 
     @abstractmethod
     def info(self) -> SandboxInfo:
-        """Backend, image and which limits are really enforced."""
+        """Backend, image and which limits are really enforced. Raises nothing; call it
+        before or after `start()`."""
 
     def reset(self, fixture: Fixture) -> None:
         """Replace the workspace with a fresh copy of `fixture` and restart the shell.
 
         No sandbox process runs while the workspace is rebuilt, so nothing can race the
-        host-side writes. Raises SandboxStartError if the shell cannot be restarted and
-        FixtureError (from `agentbench.sandbox.fixture`) for a malformed fixture.
+        host-side writes.
+
+        Raises `FixtureError` (from `agentbench.sandbox.fixture`) for a malformed fixture,
+        `SandboxStartError` if the shell cannot be restarted, and `SandboxError` when the
+        sandbox is not started or the last episode's processes survive the kill.
         """
         self._stop_processes()
         materialize(fixture, self.workspace_host_path, self.accounts)
@@ -186,7 +204,9 @@ class Sandbox(ABC):
 
         The workspace is kept. Environments call this before checking an episode, so nothing the
         agent left behind (background jobs, shell functions, a changed PATH) can interfere with
-        the final snapshot or the checker's commands. Raises SandboxError if it cannot.
+        the final snapshot or the checker's commands.
+
+        Raises `SandboxError` when it cannot (not started, or the shell does not come back).
         """
         self._stop_processes()
         try:
@@ -202,102 +222,56 @@ class Sandbox(ABC):
         """Run `command` in the sandbox's shell (cwd and variables persist between calls).
 
         The command's stdin is /dev/null. On timeout its process tree is killed, the shell is
-        restarted in the last known working directory, and `timed_out` is set. Raises
-        SandboxError only if the shell cannot be brought back.
-        """
+        restarted in the last known working directory, and `timed_out` is set; output over
+        `output_limit` is cut (`stdout_truncated`), a flood over `config.output_kill_bytes`
+        kills the command (`output_flooded`). None of these is an error.
 
-    def _run_in_shell(
-        self,
-        shell: PersistentShell | None,
-        command: str,
-        timeout: float | None,
-        output_limit: int | None,
-    ) -> ExecResult:
-        """`exec` for backends built on a PersistentShell: the config's limits as defaults."""
-        if shell is None:
-            raise SandboxError("sandbox is not started")
-        return shell.run(
-            command,
-            timeout=timeout or self.config.command_timeout_s,
-            output_limit=output_limit or self.config.output_limit_bytes,
-            output_kill=self.config.output_kill_bytes,
-        )
+        Raises `SandboxError` only when the sandbox is not started or the shell cannot be
+        brought back.
+        """
 
     # -- state -----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """Paths, kinds, sizes, modes, owners, ACLs and content hashes of the workspace."""
+        """Paths, kinds, sizes, modes, owners, ACLs and content hashes of the workspace, read
+        from the host without following symlinks.
+
+        Raises `SandboxError` when the sandbox is not started.
+        """
         return take_snapshot(self.workspace_host_path, self.accounts)
 
     def pin_mtimes(self, newer_than: float, to: float) -> int:
         """Set the times of workspace entries modified after `newer_than` to `to`, from the
-        host (`agentbench.sandbox.snapshot.pin_mtimes`); how many changed."""
+        host (`agentbench.sandbox.snapshot.pin_mtimes`); how many changed.
+
+        Raises `SandboxError` when the sandbox is not started.
+        """
         return pin_mtimes(self.workspace_host_path, newer_than, to)
 
-    # -- file helpers (run inside the sandbox) ------------------------------------------------
+    # -- file helpers (confined by the sandbox) ---------------------------------------------
+    @abstractmethod
     def read_file(self, path: str) -> bytes:
-        """Bytes of a regular file. Raises SandboxFileError (missing, directory, over the cap)."""
-        limit = self.config.file_read_limit_bytes
-        q = shlex.quote(path)
-        script = (
-            f"if [ -d {q} ]; then echo 'is a directory' >&2; exit 21; fi; "
-            f"if [ ! -e {q} ]; then echo 'no such file' >&2; exit 2; fi; "
-            f"if [ ! -f {q} ]; then echo 'not a regular file' >&2; exit 22; fi; "
-            f"n=$(stat -c %s -- {q}) || exit 13; "
-            f'if [ "$n" -gt {limit} ]; then echo "file is $n bytes, over the {limit} byte cap"'
-            f" >&2; exit 27; fi; base64 -w0 -- {q}"
-        )
-        result = self._run_helper(script, output_limit=limit * 2 + 64)
-        return base64.b64decode(result.stdout.strip())
+        """Bytes of a regular file; `path` is relative to the workspace or absolute inside
+        the sandbox.
 
+        Raises `SandboxFileError` (the agent's doing: no such file, a directory or not a
+        regular file, over `config.file_read_limit_bytes`, a timeout) and `SandboxError` (the
+        sandbox is not started or broke).
+        """
+
+    @abstractmethod
     def write_file(self, path: str, data: bytes, *, append: bool = False) -> None:
-        """Write (or append) bytes to a file; parent directories must exist."""
-        if len(data) > self.config.file_write_limit_bytes:
-            raise SandboxFileError(
-                f"content is {len(data)} bytes, over the {self.config.file_write_limit_bytes}"
-                " byte cap"
-            )
-        q = shlex.quote(path)
-        payload = base64.b64encode(data).decode()
-        redirect = ">>" if append else ">"
-        script = (
-            f"if [ -d {q} ]; then echo 'is a directory' >&2; exit 21; fi; "
-            f"printf '%s' {payload} | base64 -d {redirect} {q}"
-        )
-        self._run_helper(script)
+        """Write (or append) bytes to a file; parent directories must exist.
 
+        Raises `SandboxFileError` (over `config.file_write_limit_bytes`, a directory at
+        `path`, a missing parent, a timeout) and `SandboxError` (not started or broke).
+        """
+
+    @abstractmethod
     def list_dir(self, path: str = ".") -> list[DirEntry]:
-        """Entries of a directory, sorted by name."""
-        q = shlex.quote(path)
-        script = (
-            f"if [ ! -d {q} ]; then echo 'not a directory' >&2; exit 20; fi; "
-            f"find {q} -mindepth 1 -maxdepth 1 -printf '%y %s %P\\0'"
-        )
-        result = self._run_helper(script, output_limit=self.config.file_read_limit_bytes)
-        kinds = {"f": "file", "d": "dir", "l": "symlink"}
-        entries = []
-        for record in result.stdout.split("\0"):
-            if not record:
-                continue
-            kind, size, name = record.split(" ", 2)
-            entries.append(DirEntry(name=name, kind=kinds.get(kind, "other"), size=int(size)))
-        return sorted(entries, key=lambda e: e.name)
+        """Entries of a directory, sorted by name (symlinks not followed).
 
-    def _run_helper(self, script: str, output_limit: int | None = None) -> ExecResult:
-        # A subshell keeps the helper's `exit` and `cd` from touching the persistent shell; paths
-        # are relative to the workspace whatever directory the agent has moved to.
-        workspace = shlex.quote(self.workspace_path)
-        result = self.exec(
-            f"( PATH={_HELPER_PATH}; cd -- {workspace} && {{ {script}; }} )",
-            output_limit=output_limit,
-        )
-        if result.timed_out:
-            raise SandboxFileError("the file operation timed out")
-        if result.exit_code != 0:
-            message = result.stderr.strip().splitlines()
-            raise SandboxFileError(message[-1] if message else f"failed ({result.exit_code})")
-        if result.stdout_truncated:
-            raise SandboxFileError("the result is larger than the cap")
-        return result
+        Raises `SandboxFileError` (not a directory) and `SandboxError` (not started or broke).
+        """
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Self:

@@ -44,14 +44,13 @@ from pathlib import Path
 from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.base import (
     WORKSPACE,
-    ExecResult,
-    Sandbox,
     SandboxConfig,
     SandboxError,
     SandboxInfo,
     SandboxStartError,
 )
 from agentbench.sandbox.shell import PersistentShell
+from agentbench.sandbox.shell_sandbox import ShellSandbox
 from agentbench.sandbox.workspace import HostWorkspace
 
 CAPABILITIES = (
@@ -248,7 +247,7 @@ def _create_v2(
     return cgroup, ""
 
 
-class BwrapSandbox(Sandbox):
+class BwrapSandbox(ShellSandbox):
     """A bubblewrap sandbox. See the module docstring for its layout, privileges and limits.
 
     Raises SandboxStartError from `start()` when bubblewrap or the root file system is missing
@@ -344,10 +343,8 @@ class BwrapSandbox(Sandbox):
                 self._workspace = None
 
     # -- commands ----------------------------------------------------------------------------
-    def exec(
-        self, command: str, *, timeout: float | None = None, output_limit: int | None = None
-    ) -> ExecResult:
-        return self._run_in_shell(self._shell, command, timeout, output_limit)
+    def _active_shell(self) -> PersistentShell | None:
+        return self._shell
 
     def info(self) -> SandboxInfo:
         version = bwrap_version()

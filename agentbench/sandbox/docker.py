@@ -48,7 +48,6 @@ from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.base import (
     WORKSPACE,
     ExecResult,
-    Sandbox,
     SandboxConfig,
     SandboxError,
     SandboxInfo,
@@ -64,6 +63,7 @@ from agentbench.sandbox.image import (
     ensure_image,
 )
 from agentbench.sandbox.shell import PersistentShell
+from agentbench.sandbox.shell_sandbox import ShellSandbox
 from agentbench.sandbox.workspace import HostWorkspace, process_alive
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class _Episode:
     shell: PersistentShell
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(ShellSandbox):
     """A Docker container sandbox. See the module docstring for layout, limits and errors.
 
     `base_url` names the daemon (default: the environment, DOCKER_HOST or the local socket);
@@ -224,6 +224,9 @@ class DockerSandbox(Sandbox):
         self._client = self._background = self._killer = None
 
     # -- commands ----------------------------------------------------------------------------
+    def _active_shell(self) -> PersistentShell | None:
+        return self._current.shell if self._current is not None else None
+
     def exec(
         self, command: str, *, timeout: float | None = None, output_limit: int | None = None
     ) -> ExecResult:
@@ -231,7 +234,7 @@ class DockerSandbox(Sandbox):
         if episode is None:
             raise SandboxError("sandbox is not started")
         try:
-            return self._run_in_shell(episode.shell, command, timeout, output_limit)
+            return super().exec(command, timeout=timeout, output_limit=output_limit)
         except SandboxError as exc:
             raise SandboxError(f"{exc} [container {_state(episode.container)}]") from exc
 

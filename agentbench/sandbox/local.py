@@ -14,17 +14,16 @@ from pathlib import Path
 
 from agentbench.sandbox.accounts import Accounts
 from agentbench.sandbox.base import (
-    ExecResult,
-    Sandbox,
     SandboxConfig,
     SandboxError,
     SandboxInfo,
     SandboxStartError,
 )
 from agentbench.sandbox.shell import PersistentShell
+from agentbench.sandbox.shell_sandbox import ShellSandbox
 
 
-class LocalSandbox(Sandbox):
+class LocalSandbox(ShellSandbox):
     name = "local"
 
     def __init__(
@@ -78,10 +77,8 @@ class LocalSandbox(Sandbox):
             self._shell.stop()
             self._shell = None
 
-    def exec(
-        self, command: str, *, timeout: float | None = None, output_limit: int | None = None
-    ) -> ExecResult:
-        return self._run_in_shell(self._shell, command, timeout, output_limit)
+    def _active_shell(self) -> PersistentShell | None:
+        return self._shell
 
     def close(self) -> None:
         self._stop_processes()
