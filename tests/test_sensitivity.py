@@ -171,7 +171,7 @@ def test_shipped_suites_load_and_plan(name: str) -> None:
     assert cells and plan.stages
     if name == "positive-control":
         assert len(suite.seeds) >= 3 and all(c.null_teacher for c in cells)
-        assert suite.budget_minutes == 180  # its measured pace: ~152 min on 2 cores
+        assert suite.budget_minutes == 180  # its measured pace: ~123 min on 2 cores
         from agentbench.models import Pace
 
         assert suite.pace is not None
