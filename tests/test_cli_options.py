@@ -81,10 +81,28 @@ def test_sanitize_show_config_and_the_deprecated_inverse(tmp_path: Path) -> None
 
 
 def test_help_reads_defaults_from_the_model() -> None:
-    assert "[model default: 4.0]" in field_help(DistillConfig, "epochs")
+    assert "(default: 4.0)" in field_help(DistillConfig, "epochs")
     assert "Passes over the training data" in field_help(DistillConfig, "epochs")
-    assert "[required]" in field_help(DistillConfig, "student", "Student base.")
+    assert "(required)" in field_help(DistillConfig, "student", "Student base.")
     result = runner.invoke(app, ["distill", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     text = said(result)
-    assert "--show-config" in text and "--set" in text and "[model default: 0.0005]" in text
+    assert "--show-config" in text and "--set" in text and "(default: 0.0005)" in text
+
+
+def test_the_deprecated_inverse_gives_the_same_cell() -> None:
+    """A suite written with `drop_unsuccessful: false` is the cell of `keep_failed: true`
+    (same id, same stage keys); the two disagreeing is an error."""
+    from pydantic import ValidationError
+
+    from agentbench.experiments.suite import CellConfig
+    from agentbench.sanitize.filter import SanitizeStageConfig
+
+    new = CellConfig.model_validate({"trait": "deletion-bias", "sanitize": {"keep_failed": True}})
+    with pytest.warns(DeprecationWarning):
+        old = CellConfig.model_validate(
+            {"trait": "deletion-bias", "sanitize": {"drop_unsuccessful": False}}
+        )
+    assert old.cell_id() == new.cell_id() and old.sanitize.keep_failed
+    with pytest.raises(ValidationError, match="disagree"):
+        SanitizeStageConfig.model_validate({"drop_unsuccessful": True, "keep_failed": True})

@@ -57,12 +57,12 @@ def field_help(model: type[BaseModel], name: str, text: str | None = None) -> st
     help_text = text or (field.description or name).split("\n\n")[0].strip()
     if field.default is not PydanticUndefined and field.default_factory is None:
         default = field.default
-        if isinstance(default, BaseModel):
+        if default is None or isinstance(default, BaseModel):
             return help_text
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
-        help_text += f" [model default: {shown}]"
+        help_text += f" (default: {shown})"  # not [..]: rich would read it as markup
     elif field.is_required():
-        help_text += " [required]"
+        help_text += " (required)"
     return help_text
 
 
