@@ -174,9 +174,11 @@ def resolve(
     flags: dict[str, Any] | None = None,
     sets: list[str] | None = None,
     base: dict[str, Any] | None = None,
+    source: Path | None = None,
 ) -> M:
     """The config: `base`, then the file's mapping, then the command's `flags` (None values
     are left out: the flag was not given), then each `--set`, validated once as `model`.
+    `source`: the file errors name (default `file`; for a `base` read from a file).
 
     Raises `ConfigError` for an unreadable file, an unknown key (naming the known keys and the
     closest match) or a value pydantic refuses (naming each field).
@@ -202,8 +204,9 @@ def resolve(
                 close = difflib.get_close_matches(where, known_keys(model), n=1, cutoff=0.5)
                 message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
             problems.append(f"  {where}: {message}")
-        source = f" ({file})" if file is not None else ""
-        raise ConfigError(f"invalid {model.__name__}{source}:\n" + "\n".join(problems)) from None
+        named = source or file
+        where = f" ({named})" if named is not None else ""
+        raise ConfigError(f"invalid {model.__name__}{where}:\n" + "\n".join(problems)) from None
 
 
 def config_yaml(config: BaseModel) -> str:

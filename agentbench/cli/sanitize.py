@@ -68,11 +68,11 @@ def sanitize_command(
     if extra_term:
         flags["extra_terms"] = [*file.get("extra_terms", ()), *extra_term]
     if judge is not None:
-        previous = file.get("judge") if isinstance(file.get("judge"), dict) else {}
-        flags["judge"] = {**previous, "model": judge}
+        previous = file.get("judge")
+        flags["judge"] = {**(previous if isinstance(previous, dict) else {}), "model": judge}
     try:
         # Command-line values get the same checks as a file's: one validation of the merge.
-        cfg = resolve(SanitizeConfig, base=file, flags=flags, sets=sets)
+        cfg = resolve(SanitizeConfig, base=file, flags=flags, sets=sets, source=config)
     except ConfigError as exc:
         raise SanitizeConfigError(
             str(exc).replace("invalid SanitizeConfig", "invalid sanitize config")
