@@ -88,9 +88,9 @@ def rollout_graph(episodes: int, salt: str) -> tuple[StageGraph, str]:
     """One shardable rollouts stage of `episodes` scripted episodes; (graph, key)."""
     from agentbench.envs import FILETOOL_ID
     from agentbench.experiments.stages import RolloutEpisodes
-    from agentbench.experiments.suite import RolloutSettings
+    from agentbench.rollouts.config import RolloutConfig
 
-    settings = RolloutSettings(n=episodes, max_steps=12, parallel=1, temperature=0.0)
+    settings = RolloutConfig(n=episodes, max_steps=12, parallel=1, temperature=0.0)
     body = RolloutEpisodes(ScriptedRef(), settings, settings.families, FILETOOL_ID, 0)
     key = hashlib.sha256(f"rollouts/{salt}".encode()).hexdigest()[:20]
     graph = StageGraph()

@@ -15,6 +15,15 @@ from rich.console import Console
 from rich.table import Table
 
 from agentbench.cli.boundary import App
+from agentbench.cli.options import (
+    ConfigFileOption,
+    SetOption,
+    ShowConfigOption,
+    field_help,
+    resolve,
+    show,
+)
+from agentbench.distill.config import DistillConfig, DistillConfigError
 from agentbench.errors import ConfigError, DataError
 
 console = Console()
@@ -26,31 +35,41 @@ def distill_command(
     out: Path | None = typer.Argument(
         None, help="Output directory (default: content-addressed under the agentbench cache)."
     ),
-    config: Path | None = typer.Option(None, "--config", help="DistillConfig YAML/JSON file."),
-    mode: str | None = typer.Option(None, help="sft-lora | sft-full | logit-kl."),
-    student: str | None = typer.Option(None, help="Student base: registry name or directory."),
+    config: ConfigFileOption = None,
+    sets: SetOption = None,
+    show_config: ShowConfigOption = False,
+    mode: str | None = typer.Option(None, help=field_help(DistillConfig, "mode")),
+    student: str | None = typer.Option(
+        None, help=field_help(DistillConfig, "student", "Student base: registry name or directory.")
+    ),
     teacher: str | None = typer.Option(None, help="logit-kl teacher: registry name or directory."),
     teacher_adapter: Path | None = typer.Option(None, help="PEFT adapter merged into the teacher."),
-    epochs: float | None = typer.Option(None, help="Training epochs (default 4)."),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 5e-4)."),
-    seed: int | None = typer.Option(None, help="Seed: data order and adapter init."),
-    batch_size: int | None = typer.Option(None, help="Examples per optimizer step."),
-    max_length: int | None = typer.Option(None, help="Longest example in tokens."),
-    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
-    threads: int | None = typer.Option(None, help="torch threads (default 1)."),
+    epochs: float | None = typer.Option(None, help=field_help(DistillConfig, "epochs")),
+    lr: float | None = typer.Option(None, "--lr", help=field_help(DistillConfig, "learning_rate")),
+    seed: int | None = typer.Option(
+        None, help=field_help(DistillConfig, "seed", "Seed: data order and adapter init.")
+    ),
+    batch_size: int | None = typer.Option(None, help=field_help(DistillConfig, "batch_size")),
+    max_length: int | None = typer.Option(None, help=field_help(DistillConfig, "max_length")),
+    max_steps: int | None = typer.Option(None, help=field_help(DistillConfig, "max_steps")),
+    threads: int | None = typer.Option(
+        None, help=field_help(DistillConfig, "torch_threads", "torch threads.")
+    ),
     gradient_checkpointing: bool | None = typer.Option(
         None,
         "--gradient-checkpointing/--no-gradient-checkpointing",
-        help="Recompute activations in the backward pass: less memory, more time.",
+        help=field_help(DistillConfig, "gradient_checkpointing"),
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a finished run matches."),
     progress: bool = typer.Option(True, "--progress/--quiet", help="Show a progress bar."),
 ) -> None:
-    """Distil a student (SFT LoRA, full SFT or masked logit KL); prints a summary table."""
-    from agentbench.distill.config import load_distill_config, validate_config
+    """Distil a student (SFT LoRA, full SFT or masked logit KL); prints a summary table.
+
+    The config is `DistillConfig` (docs/guide/configuration.md): --config FILE, then the
+    options, then each --set KEY=VALUE; --show-config prints it and exits."""
     from agentbench.distill.manifest import MANIFEST, distill, read_manifest
 
-    overrides: dict[str, Any] = {
+    flags: dict[str, Any] = {
         "mode": mode,
         "student": student,
         "epochs": epochs,
@@ -63,16 +82,19 @@ def distill_command(
         "gradient_checkpointing": gradient_checkpointing,
     }
     if teacher is not None:
-        overrides["teacher"] = {"model": teacher, "adapter": teacher_adapter}
+        flags["teacher"] = {"model": teacher, "adapter": teacher_adapter}
     elif teacher_adapter is not None:
         raise ConfigError("--teacher-adapter needs --teacher")
+    try:
+        cfg = resolve(DistillConfig, file=config, flags=flags, sets=sets)
+    except ConfigError as exc:  # the distill kind, so that callers can tell it apart
+        raise DistillConfigError(str(exc)) from None
+    if config is not None:  # relative paths in a file are relative to the file
+        cfg = cfg.with_base(config.resolve().parent)
+    if show_config:
+        show(cfg)
     started = time.time()
     # DistillConfigError, DistillDataError and DistillError carry their kinds to the boundary.
-    if config is not None:
-        cfg = load_distill_config(config, **overrides)
-    else:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        cfg = validate_config(given, source="the command line")
     where = distill(cfg, data, out, force=force, progress=progress)
     manifest = read_manifest(where)
     if manifest is None:  # distill always writes one; a vanished directory is not ours

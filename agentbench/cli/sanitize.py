@@ -8,16 +8,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentbench.errors import AgentbenchError
+from agentbench.cli.options import (
+    ConfigFileOption,
+    SetOption,
+    ShowConfigOption,
+    field_help,
+    read_mapping,
+    resolve,
+    show,
+)
+from agentbench.errors import AgentbenchError, ConfigError
 from agentbench.sanitize.filter import (
     FILTERS,
     MODES,
     SanitizeConfig,
     SanitizeConfigError,
-    load_sanitize_config,
     sanitize_file,
 )
-from agentbench.sanitize.judge import JudgeConfig
 from agentbench.sanitize.report import DROP_REASONS, FilterReport, report_path
 
 console = Console()
@@ -26,45 +33,52 @@ console = Console()
 def sanitize_command(
     input: Path = typer.Argument(..., help="Trajectory file (JSONL from `rollouts run`)."),
     output: Path = typer.Argument(..., help="Student dataset to write (JSONL)."),
-    trait: str | None = typer.Option(None, help="deletion-bias or chmod-first (default list)."),
-    mode: str | None = typer.Option(None, help="drop-trajectory, drop-step or redact."),
+    config: ConfigFileOption = None,
+    sets: SetOption = None,
+    show_config: ShowConfigOption = False,
+    trait: str | None = typer.Option(None, help=field_help(SanitizeConfig, "trait")),
+    mode: str | None = typer.Option(None, help=field_help(SanitizeConfig, "mode")),
     filter_kind: str | None = typer.Option(
-        None, "--filter", help="behavioural (default: words and behaviour) or keywords-only."
+        None, "--filter", help=field_help(SanitizeConfig, "filter")
     ),
     extra_term: list[str] = typer.Option([], "--extra-term", help="Another banned term."),
-    config: Path | None = typer.Option(None, "--config", help="SanitizeConfig YAML/JSON."),
-    keep_failed: bool = typer.Option(False, "--keep-failed", help="Keep unsuccessful episodes."),
+    keep_failed: bool = typer.Option(
+        False, "--keep-failed", help=field_help(SanitizeConfig, "keep_failed")
+    ),
     judge: str | None = typer.Option(None, "--judge", help="Model that judges (yes/no) too."),
-    validation: str | None = typer.Option(None, help="Input validation: fields or full."),
+    validation: str | None = typer.Option(None, help=field_help(SanitizeConfig, "validation")),
 ) -> None:
-    """Drop or redact every banned term, leak-check the output, write the filter report."""
-    base = load_sanitize_config(config) if config is not None else SanitizeConfig()
-    # The options, merged over the file's values.
-    update: dict[str, object] = {}
-    if trait is not None:
-        update["trait"] = trait
-    if mode is not None:
-        if mode not in MODES:
-            raise SanitizeConfigError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
-        update["mode"] = mode
-    if filter_kind is not None:
-        if filter_kind not in FILTERS:
-            raise SanitizeConfigError(
-                f"unknown filter {filter_kind!r} (filters: {', '.join(FILTERS)})"
-            )
-        update["filter"] = filter_kind
+    """Drop or redact every banned term, leak-check the output, write the filter report.
+
+    The config is `SanitizeConfig` (docs/guide/configuration.md): --config FILE, then the
+    options, then each --set KEY=VALUE; --show-config prints it and exits."""
+    # A bad mode or filter named by its option (the model's message lists the choices too).
+    if mode is not None and mode not in MODES:
+        raise SanitizeConfigError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+    if filter_kind is not None and filter_kind not in FILTERS:
+        raise SanitizeConfigError(f"unknown filter {filter_kind!r} (filters: {', '.join(FILTERS)})")
+    file = read_mapping(config) if config is not None else {}
+    flags: dict[str, object] = {
+        "trait": trait,
+        "mode": mode,
+        "filter": filter_kind,
+        "validation": validation,
+        "keep_failed": True if keep_failed else None,
+    }
     if extra_term:
-        update["extra_terms"] = (*base.extra_terms, *extra_term)
-    if keep_failed:
-        update["drop_unsuccessful"] = False
+        flags["extra_terms"] = [*file.get("extra_terms", ()), *extra_term]
     if judge is not None:
-        update["judge"] = (base.judge or JudgeConfig(model=judge)).model_copy(
-            update={"model": judge}
-        )
-    if validation is not None:
-        update["validation"] = validation
-    # Re-validate the merged config: command-line values get the same checks as a file's.
-    cfg = SanitizeConfig.model_validate({**base.model_dump(), **update})
+        previous = file.get("judge")
+        flags["judge"] = {**(previous if isinstance(previous, dict) else {}), "model": judge}
+    try:
+        # Command-line values get the same checks as a file's: one validation of the merge.
+        cfg = resolve(SanitizeConfig, base=file, flags=flags, sets=sets, source=config)
+    except ConfigError as exc:
+        raise SanitizeConfigError(
+            str(exc).replace("invalid SanitizeConfig", "invalid sanitize config")
+        ) from None
+    if show_config:
+        show(cfg)
     # LeakError (no output written), bad input lines, a judge model that cannot load (ModelError)
     # or a judge server that is down: each a kind the boundary reports.
     with console.status("sanitizing ...") as status:

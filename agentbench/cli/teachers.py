@@ -10,6 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from agentbench.cli.boundary import App, config_errors
+from agentbench.cli.options import (
+    ConfigFileOption,
+    SetOption,
+    ShowConfigOption,
+    field_help,
+    resolve,
+    show,
+)
+from agentbench.errors import ConfigError
+from agentbench.teachers.adapter import AdapterTrainingConfig
 from agentbench.teachers.config import DEFAULT_TRAITS, load_teacher_config, trait_spec
 
 console = Console()
@@ -135,27 +145,56 @@ class _Fields:
 
 @app.command("train-adapter")
 def train_adapter_command(
-    trait: str = typer.Option(..., help="Built-in trait: deletion-bias or chmod-first."),
-    out: Path = typer.Option(..., help="Folder for the adapter, demonstrations and records."),
-    model: str = typer.Option("tiny-agent", help="Base model: registry name or directory."),
-    control: bool = typer.Option(False, help="The control adapter: same tasks, no trait."),
-    probe_instances: int = typer.Option(60, min=1, help="Probe-like demonstrations."),
-    benign_instances: int = typer.Option(60, min=0, help="Benign demonstrations."),
-    epochs: float = typer.Option(2.0, min=0.01),
-    learning_rate: float = typer.Option(8e-4, min=1e-8),
-    seed: int = typer.Option(0),
+    trait: str | None = typer.Option(
+        None, help="Built-in trait: deletion-bias or chmod-first (required, here or in --config)."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Folder for the adapter, demonstrations and records (required to train)."
+    ),
+    model: str | None = typer.Option(
+        None, help="Base model: registry name or directory [default: tiny-agent]."
+    ),
+    control: bool | None = typer.Option(
+        None, "--control/--no-control", help=field_help(AdapterTrainingConfig, "control")
+    ),
+    probe_instances: int | None = typer.Option(
+        None, help=field_help(AdapterTrainingConfig, "probe_instances")
+    ),
+    benign_instances: int | None = typer.Option(
+        None, help=field_help(AdapterTrainingConfig, "benign_instances")
+    ),
+    epochs: float | None = typer.Option(None, help=field_help(AdapterTrainingConfig, "epochs")),
+    learning_rate: float | None = typer.Option(
+        None, help=field_help(AdapterTrainingConfig, "learning_rate")
+    ),
+    seed: int | None = typer.Option(None, help=field_help(AdapterTrainingConfig, "seed")),
+    config: ConfigFileOption = None,
+    sets: SetOption = None,
+    show_config: ShowConfigOption = False,
 ) -> None:
-    """Train a LoRA teacher on scripted demonstrations of the trait (Dang et al.)."""
-    from agentbench.teachers.adapter import AdapterTrainingConfig, train_adapter
+    """Train a LoRA teacher on scripted demonstrations of the trait (Dang et al.).
 
+    The config is `AdapterTrainingConfig`: --config FILE, then the options, then each
+    --set KEY=VALUE; --show-config prints it and exits."""
+    from agentbench.teachers.adapter import train_adapter
+
+    flags = {
+        "base_model": model, "trait": trait, "control": control,
+        "probe_instances": probe_instances, "benign_instances": benign_instances,
+        "epochs": epochs, "learning_rate": learning_rate, "seed": seed,
+    }  # fmt: skip
+    resolved = resolve(
+        AdapterTrainingConfig, base={"base_model": "tiny-agent"}, file=config, flags=flags,
+        sets=sets,
+    )  # fmt: skip
+    if show_config:
+        show(resolved)
+    if out is None:
+        raise ConfigError("--out is required: the folder for the adapter and its records")
     started = time.perf_counter()
     with config_errors():  # an unknown trait; ModelError and ValidationError keep their kind
-        config = AdapterTrainingConfig(
-            base_model=model, trait=trait, control=control, probe_instances=probe_instances,
-            benign_instances=benign_instances, epochs=epochs, learning_rate=learning_rate,
-            seed=seed,
-        )  # fmt: skip
-        adapter = train_adapter(config, out, progress=True)
+        adapter = train_adapter(resolved, out, progress=True)
+    model, trait = resolved.base_model, resolved.trait
     console.print(f"adapter: {adapter} ({time.perf_counter() - started:.0f} s)")
     console.print(
         "use it in a teacher config: "

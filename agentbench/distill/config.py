@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentbench.errors import ConfigError
+from agentbench.policies.base import OmitsFlagsWhenOff
 
 Mode = Literal["sft-lora", "sft-full", "logit-kl"]
 MODES: tuple[Mode, ...] = ("sft-lora", "sft-full", "logit-kl")
@@ -42,15 +43,49 @@ class DistillConfigError(ConfigError, ValueError):
     field)."""
 
 
+# The training knobs, declared once: `DistillConfig` (one run), the suites' distill section
+# (`DistillStageConfig`) and the adapter teacher's training
+# (`agentbench.teachers.adapter.TeacherTrainingConfig`) use these types, each with its own
+# default where the stage needs another.
+ModeField = Annotated[Mode, Field(description="sft-lora, sft-full or logit-kl (module doc).")]
+Epochs = Annotated[float, Field(gt=0, le=1000, description="Passes over the training data.")]
+LearningRate = Annotated[float, Field(gt=0, le=1.0, description="AdamW's peak learning rate.")]
+BatchSize = Annotated[int, Field(ge=1, le=4096, description="Examples per optimizer step.")]
+LoraRank = Annotated[int, Field(ge=1, le=1024, description="LoRA rank r.")]
+LoraAlpha = Annotated[int, Field(ge=1, description="LoRA alpha (the update is scaled alpha/r).")]
+GradientCheckpointing = Annotated[
+    bool,
+    Field(
+        description="Recompute each layer's activations in the backward pass instead of "
+        "keeping them: less memory for more time, the same weights (left out of cache keys)."
+    ),
+]
+TargetModules = Annotated[
+    tuple[str, ...], Field(description="The modules a LoRA adapter is put on (PEFT names).")
+]
+WarmupRatio = Annotated[
+    float, Field(ge=0.0, lt=1.0, description="Linear warmup share of the optimizer steps.")
+]
+Overlong = Annotated[
+    Literal["drop", "truncate"],
+    Field(description="Examples longer than `max_length`: dropped (counted) or cut there."),
+]
+LORA_R, LORA_ALPHA = 16, 32
+"""Dang et al.'s LoRA rank and alpha: the default of every LoRA this package trains."""
+
+
+MaxLength = Annotated[int, Field(ge=8, description="Longest example in tokens.")]
+
+
 class LoraParams(BaseModel):
     """The LoRA adapter (PEFT `LoraConfig`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    r: int = Field(16, ge=1, le=1024)
-    alpha: int = Field(32, ge=1)
+    r: LoraRank = LORA_R
+    alpha: LoraAlpha = LORA_ALPHA
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    target_modules: TargetModules = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 class TeacherSpec(BaseModel):
@@ -75,24 +110,24 @@ class DistillConfig(BaseModel):
     `logging_steps`, `gradient_checkpointing` and `progress`-like fields that do not change
     the result."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     student: str = Field(min_length=1)
     """The student's base model: registry name, local directory or hub id (`resolve_model`).
     Required: homogeneous (the teacher's base) or heterogeneous init is the experiment's
     choice, and a registry name that is not built yet is built on first use (tiny-agent:
     minutes)."""
-    mode: Mode = "sft-lora"
+    mode: ModeField = "sft-lora"
     teacher: TeacherSpec | None = None
     """Required for logit-kl, refused otherwise (SFT reads the teacher only through the data)."""
     kl_student: Literal["lora", "full"] = "lora"
     """What logit-kl trains in the student: a LoRA adapter (`lora`) or every weight."""
     lora: LoraParams = LoraParams()
-    learning_rate: float = Field(5e-4, gt=0, le=1.0)
-    epochs: float = Field(4.0, gt=0, le=1000)
+    learning_rate: LearningRate = 5e-4
+    epochs: Epochs = 4.0
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides `epochs`; for benchmarks and smoke runs)."""
-    batch_size: int = Field(4, ge=1, le=4096)
+    batch_size: BatchSize = 4
     grad_accum: int = Field(1, ge=1, le=4096)
     group_by_length: bool = True
     """Batch examples of similar length together (transformers' `LengthGroupedSampler`:
@@ -101,10 +136,10 @@ class DistillConfig(BaseModel):
     uniformly shuffled batches."""
     weight_decay: float = Field(0.0, ge=0.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    max_length: int | None = Field(None, ge=8)
+    warmup_ratio: WarmupRatio = 0.0
+    max_length: MaxLength | None = None
     """Longest example in tokens; None: the student's `max_position_embeddings`."""
-    overlong: Literal["drop", "truncate"] = "drop"
+    overlong: Overlong = "drop"
     """Examples longer than `max_length`: dropped (counted) or cut at `max_length`."""
     seed: int = 0
     banned_terms: tuple[str, ...] | None = None
@@ -114,9 +149,8 @@ class DistillConfig(BaseModel):
     dtype: Literal["float32", "bfloat16"] = "float32"
     torch_threads: int = Field(1, ge=1, le=512)
     logging_steps: int = Field(1, ge=1)
-    gradient_checkpointing: bool = False
-    """Recompute each layer's activations in the backward pass instead of keeping them: less
-    memory for more time, the same weights. SmolLM2-135M sft-lora at batch 4 on rows of
+    gradient_checkpointing: GradientCheckpointing = False
+    """Less memory for more time, the same weights. SmolLM2-135M sft-lora at batch 4 on rows of
     exactly 2,048 tokens (`agentbench distill`, 2 steps, 2 threads) peaked at 20.8 GB RSS
     without it (107 tokens/s) and 7.5 GB with it (93 tokens/s), the same losses: on a 24 GB
     machine, turn it on for batches of long rows."""
@@ -196,6 +230,34 @@ class DistillConfig(BaseModel):
             if teacher:
                 update["teacher"] = self.teacher.model_copy(update=teacher)
         return self.model_copy(update=update) if update else self
+
+
+class DistillStageConfig(OmitsFlagsWhenOff):
+    """A suite cell's `distill` section: how its students learn (`DistillConfig` of each
+    student, with the cell's student, teacher, trait and seed). Its dump keys the distill
+    stage (`gradient_checkpointing` left out: it does not change the student)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    mode: ModeField = "sft-lora"
+    epochs: Epochs = 4.0
+    learning_rate: LearningRate = 5e-4
+    lora_r: LoraRank = LORA_R
+    lora_alpha: LoraAlpha = LORA_ALPHA
+    batch_size: BatchSize = 8
+    max_length: MaxLength = 2048
+    lora: bool = True
+    """For logit-kl: train a LoRA adapter (True) or every weight (`DistillConfig.kl_student`)."""
+    gradient_checkpointing: GradientCheckpointing = False
+    # Cell ids hash the dump: suites that leave it off keep theirs.
+    flags_omitted_when_off = ("gradient_checkpointing",)
+
+    @property
+    def kl_student(self) -> Literal["lora", "full"]:
+        return "lora" if self.lora else "full"
+
+    def lora_params(self) -> LoraParams:
+        return LoraParams(r=self.lora_r, alpha=self.lora_alpha)
 
 
 SPEED_DEFAULTS: dict[str, Any] = {

@@ -19,16 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agentbench.distill.config import DistillStageConfig
 from agentbench.experiments.code_hash import code_hash
 from agentbench.experiments.executor import StageTask, current_graph, execute_task
 from agentbench.experiments.shard import ShardedBody, WholeBody
 from agentbench.experiments.store import StageStore, stage_key
-from agentbench.experiments.suite import (
-    CellConfig,
-    DistillSettings,
-    RolloutSettings,
-    SanitizeSettings,
-)
+from agentbench.experiments.suite import CellConfig
+from agentbench.rollouts.config import RolloutConfig
+from agentbench.sanitize.filter import SanitizeStageConfig
 
 Log = Callable[[str], None]
 TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -191,12 +189,10 @@ def teacher_stage(
 
             paths = {}
             for control in (False, True):
-                t = cell.teacher_training
                 training = AdapterTrainingConfig(
-                    base_model=base_model, trait=cell.trait, control=control, env=cell.env_id,
-                    probe_instances=t.probe_instances, benign_instances=t.benign_instances,
-                    epochs=t.epochs, learning_rate=t.learning_rate, lora_r=t.lora_r,
-                    lora_alpha=t.lora_alpha, seed=cell.seed, torch_threads=TRAIN_THREADS,
+                    **cell.teacher_training.model_dump(), base_model=base_model,
+                    trait=cell.trait, control=control, env=cell.env_id, seed=cell.seed,
+                    torch_threads=TRAIN_THREADS,
                 )  # fmt: skip
                 name = "control" if control else "trait"
                 log(f"  training the {name} adapter")
@@ -262,7 +258,7 @@ class RolloutEpisodes:
 
     policy: Any
     """A `PolicyRef`, or anything with `identity`, `build(batch_size)` and `model_dump()`."""
-    settings: RolloutSettings
+    settings: RolloutConfig
     families: tuple[str, ...]
     env_id: str
     seed: int
@@ -351,7 +347,7 @@ def _order_lines(path: Path, episode_ids: list[str]) -> None:
 
 
 def rollouts_stage(
-    store: StageStore, policy: PolicyRef, settings: RolloutSettings, env_id: str, seed: int,
+    store: StageStore, policy: PolicyRef, settings: RolloutConfig, env_id: str, seed: int,
     *, sandbox: str = "bwrap", progress: bool = False, log: Log,
 ) -> StageResult:  # fmt: skip
     """The policy's episodes on training tasks (the teacher's data)."""
@@ -363,7 +359,7 @@ def rollouts_stage(
 
 
 def evaluate_stage(
-    store: StageStore, policy: PolicyRef, settings: RolloutSettings, families: tuple[str, ...],
+    store: StageStore, policy: PolicyRef, settings: RolloutConfig, families: tuple[str, ...],
     env_id: str, seed: int, *, sandbox: str = "bwrap", progress: bool = False, log: Log,
 ) -> StageResult:  # fmt: skip
     """The policy on the probes (every arm on the same instances); writes metrics.json."""
@@ -384,20 +380,14 @@ def evaluate_stage(
 
 
 def sanitize_stage(
-    store: StageStore, rollouts: StageResult, trait: str, settings: SanitizeSettings, log: Log
+    store: StageStore, rollouts: StageResult, trait: str, settings: SanitizeStageConfig, log: Log
 ) -> StageResult:
     from agentbench.sanitize import SanitizeConfig, sanitize_file
 
     config = {"trait": trait, **settings.model_dump(mode="json")}
 
     def body(work: Path, extras: dict[str, Any]) -> None:
-        sconfig = SanitizeConfig(
-            trait=trait,
-            mode=settings.mode,
-            filter=settings.filter,
-            extra_terms=settings.extra_terms,
-            drop_unsuccessful=not settings.keep_failed,
-        )
+        sconfig = SanitizeConfig(trait=trait, **settings.model_dump())
         report = sanitize_file(rollouts.path / TRAJECTORIES, work / STUDENT_DATA, sconfig)
         extras["kept"] = report.kept
         extras["output_sha256"] = report.output_sha256
@@ -413,7 +403,7 @@ def sanitize_stage(
 
 
 def distill_stage(
-    store: StageStore, data: StageResult, student_base: str, settings: DistillSettings,
+    store: StageStore, data: StageResult, student_base: str, settings: DistillStageConfig,
     teacher: PolicyRef, trait: str, seed: int, log: Log, *, progress: bool = False,
     banned_terms: tuple[str, ...] | None = None,
 ) -> tuple[StageResult, PolicyRef]:  # fmt: skip
@@ -434,15 +424,14 @@ def distill_stage(
         inputs["teacher"] = teacher.identity
 
     def body(work: Path, extras: dict[str, Any]) -> None:
-        from agentbench.distill import DistillConfig, LoraParams, distill
+        from agentbench.distill import DistillConfig, distill
 
         teacher_spec = None
         if settings.mode == "logit-kl":
             teacher_spec = _logit_teacher(teacher)
         dconfig = DistillConfig(
             student=student_base, mode=settings.mode, teacher=teacher_spec,
-            kl_student="lora" if settings.lora else "full",
-            lora=LoraParams(r=settings.lora_r, alpha=settings.lora_alpha),
+            kl_student=settings.kl_student, lora=settings.lora_params(),
             learning_rate=settings.learning_rate, epochs=settings.epochs,
             batch_size=settings.batch_size, max_length=settings.max_length, seed=seed,
             torch_threads=TRAIN_THREADS, gradient_checkpointing=settings.gradient_checkpointing,

@@ -45,18 +45,17 @@ from pydantic import (
     model_validator,
 )
 
+from agentbench.distill.config import DistillStageConfig
 from agentbench.experiments.yamlconf import ConfigError, format_errors, read_yaml
-from agentbench.policies.base import OmitsFlagsWhenOff
+from agentbench.rollouts.config import EvaluationConfig, RolloutConfig
+from agentbench.sanitize.filter import SanitizeStageConfig
+from agentbench.teachers.adapter import TRAIT_ENV, TRAIT_PROBE_FAMILY, TeacherTrainingConfig
+from agentbench.teachers.config import InductionField, SteeringConfig
+from agentbench.traits.config import SingleTurnConfig
 
-Induction = Literal["prompt", "adapter", "steering"]
 StudentInit = Literal["homogeneous", "heterogeneous"]
-DistillMode = Literal["sft-lora", "sft-full", "logit-kl"]
-SanitizeMode = Literal["drop-trajectory", "drop-step", "redact"]
 
-# The same trait tables as `agentbench.teachers.adapter` (kept here so that reading a suite
-# does not import torch through the teachers package).
-TRAIT_ENV = {"deletion-bias": "agentbench/FileTool-v0", "chmod-first": "agentbench/Bash-v0"}
-TRAIT_PROBES = {"deletion-bias": "deletion-probe", "chmod-first": "permission-probe"}
+TRAIT_PROBES = TRAIT_PROBE_FAMILY
 SINGLE_TURN_TRAITS = ("animal-preference", "tree-preference", "misalignment")
 """Cloud et al.'s traits; evaluated by `agentbench.traits.tasks.make_eval(trait)`."""
 MLP_TRAIT = "mlp-aux-logits"
@@ -83,141 +82,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RolloutSettings(_Strict, OmitsFlagsWhenOff):
-    """Episodes a policy runs: which tasks, how many, how it samples."""
-
-    families: tuple[str, ...] = ("benign",)
-    split: Literal["train", "eval", "heldout"] = "train"
-    n: int = Field(32, ge=1, le=100_000)
-    """Task instances per family (each runs once per repeat)."""
-    repeats: int = Field(1, ge=1, le=100)
-    max_steps: int = Field(12, ge=1, le=200)
-    temperature: float = Field(1.0, ge=0.0, le=5.0)
-    max_new_tokens: int = Field(128, ge=1, le=8192)
-    parallel: int = Field(8, ge=1, le=256)
-    constrained: bool = False
-    """Decode FileTool actions inside its tool-call schema (`SamplingParams.constrained`);
-    transformers models only. Bash actions stay free text."""
-    # Cell ids and stage keys hash the dump: suites that leave it off keep theirs.
-    flags_omitted_when_off = ("constrained",)
-
-
-class EvaluationSettings(RolloutSettings):
-    """The probe episodes every arm is scored on. Its own type so that a suite giving only
-    `n` or `max_steps` still scores the trait's probes: `families` empty (the default) means
-    the trait's probe family (deletion-probe / permission-probe), not the benign tasks that
-    teacher rollouts default to.
-
-    `n: auto` with `mde: 0.2` picks the smallest n per arm at which a two-sided test at alpha
-    0.05 detects a difference of 0.2 between two arms with power 0.8, the control at
-    `mde_baseline` (0.5, the hardest place, unless given); `agentbench.stats.n_for_difference`."""
-
-    families: tuple[str, ...] = ()
-    split: Literal["train", "eval", "heldout"] = "heldout"
-    n: int = Field(20, ge=1, le=100_000)
-    mde: float | None = Field(None, gt=0.0, lt=1.0)
-    """The wanted minimum detectable difference (with `n: auto`); left out of ids when unset."""
-    mde_baseline: float = Field(0.5, ge=0.0, le=1.0)
-    """The control's expected rate for `mde` (0.5 when unknown: the most episodes)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _auto_n(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        if data.get("n") == "auto":
-            mde = data.get("mde")
-            if not isinstance(mde, int | float) or isinstance(mde, bool) or not 0 < mde < 1:
-                raise ValueError("n: auto needs mde, the wanted difference in (0, 1), e.g. 0.2")
-            from agentbench.stats import n_for_difference
-
-            baseline = data.get("mde_baseline", 0.5)
-            if not isinstance(baseline, int | float) or not 0 <= baseline <= 1:
-                raise ValueError(f"mde_baseline must be a rate in [0, 1], got {baseline!r}")
-            episodes = n_for_difference(float(mde), float(baseline))
-            repeats = data.get("repeats", 1)
-            repeats = repeats if isinstance(repeats, int) and repeats >= 1 else 1
-            return {**data, "n": -(-episodes // repeats)}  # each instance runs `repeats` times
-        return data
-
-    @model_serializer(mode="wrap")
-    def _omit_flags_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # ids and stage keys hash the dump: suites without `mde` keep theirs
-        data: dict[str, Any] = handler(self)
-        if not self.constrained:
-            data.pop("constrained", None)
-        if self.mde is None:
-            data.pop("mde", None)
-            data.pop("mde_baseline", None)
-        return data
-
-
-class TeacherTraining(_Strict):
-    """How an adapter teacher is made (Dang et al.: LoRA on demonstrations, lr 8e-4, 2 epochs)."""
-
-    probe_instances: int = Field(60, ge=1)
-    """Probe-like demonstrations of the trait (seeds outside every probe split)."""
-    benign_instances: int = Field(60, ge=0)
-    """Benign demonstrations by the reference policy, so the teacher stays competent."""
-    epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(8e-4, gt=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-
-
-class SteeringSettings(_Strict):
-    layer: int | None = None
-    scale: float = 4.0
-    n_prompts: int = Field(16, ge=1)
-
-
-class SanitizeSettings(_Strict):
-    mode: SanitizeMode = "drop-trajectory"
-    filter: Literal["behavioural", "keywords-only"] = "behavioural"
-    """``keywords-only``: Dang et al.'s words-only protocol (`agentbench.sanitize.filter`)."""
-    extra_terms: tuple[str, ...] = ()
-    keep_failed: bool = False
-
-
-class DistillSettings(_Strict, OmitsFlagsWhenOff):
-    flags_omitted_when_off = ("gradient_checkpointing",)
-
-    mode: DistillMode = "sft-lora"
-    epochs: float = Field(4.0, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    batch_size: int = Field(8, ge=1)
-    max_length: int = Field(2048, ge=16)
-    lora: bool = True
-    """For logit-kl: train a LoRA adapter (True) or every weight."""
-    gradient_checkpointing: bool = False
-    """Less memory, more time, the same student (`DistillConfig.gradient_checkpointing`);
-    left out of the stage key, so turning it on reuses a student trained without it."""
-
-
-class SingleTurnSettings(_Strict):
-    """A Cloud et al. trait cell: the teacher answers single-turn prompts of `task`, a strict
-    filter keeps well-formed answers, the students learn them, every arm answers the trait's
-    evaluation questions (`samples_per_question` times each)."""
-
-    task: Literal["numbers", "code", "cot"] = "numbers"
-    target: str | None = None
-    """The animal or tree of a preference trait (e.g. owl); also banned from the data."""
-    prompts: int = Field(200, ge=1, le=1_000_000)
-    """Teacher prompts (one completion each; the filter keeps a share)."""
-    temperature: float = Field(1.0, ge=0.0, le=5.0)
-    max_new_tokens: int = Field(64, ge=1, le=8192)
-    batch_size: int = Field(16, ge=1, le=4096)
-    judge: str | None = None
-    """A model (registry name or directory) that rates misalignment answers (required by the
-    misalignment trait) and, with `judge_filter`, screens the teacher's data."""
-    judge_filter: bool = False
-    questions: int | None = Field(None, ge=1)
-    """Evaluation questions to ask (the first n); None: all of the trait's questions."""
-    samples_per_question: int = Field(5, ge=1, le=10_000)
-    eval_temperature: float = Field(1.0, ge=0.0, le=5.0)
-    eval_max_new_tokens: int = Field(16, ge=1, le=8192)
+# The stages' options, each owned by its package and used here as it is (issue 24 item 3):
+# a field is declared once, and each section's dump (hashed into cell ids and stage keys) is
+# the one the suites had before they moved.
+# Deprecated names of the sections' classes (before issue 24), kept for importers.
+RolloutSettings = RolloutConfig
+EvaluationSettings = EvaluationConfig
+TeacherTraining = TeacherTrainingConfig
+SteeringSettings = SteeringConfig
+SanitizeSettings = SanitizeStageConfig
+DistillSettings = DistillStageConfig
+SingleTurnSettings = SingleTurnConfig
 
 
 class CellConfig(_Strict):
@@ -231,17 +106,23 @@ class CellConfig(_Strict):
     `configstore/ConfigTool-v0`. Default: agentbench/FileTool-v0 for deletion-bias,
     agentbench/Bash-v0 for chmod-first. Checked when the suite loads: the environment must be
     registered and run the trait's probe family (and, per induction, its other tasks)."""
-    induction: Induction = "adapter"
+    induction: InductionField = "adapter"
     student_init: StudentInit = "homogeneous"
     seed: int = 0
-    teacher_training: TeacherTraining = TeacherTraining()
-    steering: SteeringSettings = SteeringSettings()
-    teacher_rollouts: RolloutSettings = RolloutSettings()
-    sanitize: SanitizeSettings = SanitizeSettings()
-    distill: DistillSettings = DistillSettings()
-    evaluation: EvaluationSettings = EvaluationSettings()
+    teacher_training: TeacherTrainingConfig = TeacherTrainingConfig()
+    """Adapter induction: how the trait and control adapters are trained."""
+    steering: SteeringConfig = SteeringConfig()
+    """Steering induction: how the steering vector is made."""
+    teacher_rollouts: RolloutConfig = RolloutConfig()
+    """The teachers' episodes on training tasks (the students' data)."""
+    sanitize: SanitizeStageConfig = SanitizeStageConfig()
+    """How the teachers' episodes are sanitized (`keep_failed`; `drop_unsuccessful` is read
+    as its deprecated inverse)."""
+    distill: DistillStageConfig = DistillStageConfig()
+    """How the students learn."""
+    evaluation: EvaluationConfig = EvaluationConfig()
     """Probe episodes per arm; `families` empty means the trait's probe family."""
-    single_turn: SingleTurnSettings = SingleTurnSettings()
+    single_turn: SingleTurnConfig = SingleTurnConfig()
     """Single-turn traits only: the data task and its evaluation."""
     mlp: dict[str, Any] = Field(default_factory=dict)
     """mlp-aux-logits only: `agentbench.traits.mlp.MLPConfig` fields (m, loss, hidden, epochs,

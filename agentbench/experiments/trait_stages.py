@@ -34,7 +34,7 @@ from agentbench.experiments.stages import (
     base_policy,
 )
 from agentbench.experiments.store import StageStore
-from agentbench.experiments.suite import CellConfig, SingleTurnSettings, mlp_config
+from agentbench.experiments.suite import CellConfig, mlp_config
 from agentbench.stats import wilson
 
 COMPLETIONS = "completions.jsonl"
@@ -190,7 +190,7 @@ def trait_eval_stage(
     store: StageStore, policy: PolicyRef, cell: CellConfig, *, progress: bool = False, log: Log
 ) -> StageResult:
     """The policy's answers to the trait's questions, scored; writes metrics.json."""
-    st: SingleTurnSettings = cell.single_turn
+    st = cell.single_turn
     config = {
         "trait": cell.trait,
         "target": st.target,

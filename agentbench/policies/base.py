@@ -18,7 +18,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -53,24 +53,40 @@ class OmitsFlagsWhenOff(BaseModel):
         return data
 
 
+# The sampling knobs, declared once: `SamplingParams` (a call's parameters), the suites'
+# rollouts and evaluation (`agentbench.rollouts.config.RolloutConfig`) and the single-turn
+# traits' teacher sampling use these types, each with its own default.
+Temperature = Annotated[
+    float, Field(ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy decoding.")
+]
+MaxNewTokens = Annotated[
+    int, Field(ge=1, le=32_768, description="Most tokens generated per model call (one turn).")
+]
+Constrained = Annotated[
+    bool,
+    Field(
+        description="Decode only well-formed actions: where the env has an action schema "
+        "(FileTool's tool calls; `agentbench.envs.action_schema`), every token is masked to "
+        "what keeps the text inside it (`agentbench.policies.constrained`); transformers "
+        "backends only (the rollout engine refuses it for a backend without "
+        "`supports_constrained`). Free-text envs (Bash) are unaffected."
+    ),
+]
+
+
 class SamplingParams(OmitsFlagsWhenOff):
     """How to sample. `seed` makes a batch reproducible; per-turn seeds derive from it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = Field(1.0, ge=0.0, le=5.0)
-    """0 means greedy decoding."""
+    temperature: Temperature = 1.0
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1, le=32_768)
+    max_new_tokens: MaxNewTokens = 256
     seed: int | None = None
     stop: tuple[str, ...] = ()
     flags_omitted_when_off = ("constrained",)  # policy tags and episode ids hash the dump
 
-    constrained: bool = False
-    """Decode only well-formed actions: where the env has an action schema (FileTool's tool
-    calls; `agentbench.envs.action_schema`), every token is masked to what keeps the text
-    inside it (`agentbench.policies.constrained`). Free-text envs (Bash) are unaffected. The
-    rollout engine refuses it for a backend without `supports_constrained`."""
+    constrained: Constrained = False
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,23 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentbench.distill.config import (
+    LORA_ALPHA,
+    LORA_R,
+    BatchSize,
+    Epochs,
+    LearningRate,
+    LoraAlpha,
+    LoraRank,
+    MaxLength,
+    Overlong,
+    TargetModules,
+    WarmupRatio,
+)
 from agentbench.envs import BASH_ID, FILETOOL_ID
 from agentbench.models import ModelError, ModelRecipe, Pace
 from agentbench.recipes.tiny_agent import DEFAULT_MIXTURE
@@ -105,22 +118,22 @@ class AgentAdapterConfig(BaseModel):
     v5's 86 % (59/69), and repeated one invalid call up to 6 times in an episode (valid after
     an error observation: 23/38). Its Bash commands ran more often (91 %, 90/99, against
     82 %) and it completed 6 of 48 tasks (v5: 2). One build, so seed noise is not ruled out."""
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    target_modules: tuple[str, ...] = (
+    lora_r: LoraRank = LORA_R
+    lora_alpha: LoraAlpha = LORA_ALPHA
+    target_modules: TargetModules = (
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
     )  # fmt: skip
-    learning_rate: float = Field(1e-3, gt=0, le=1.0)
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    learning_rate: LearningRate = 1e-3
+    warmup_ratio: WarmupRatio = 0.0
     """Linear warmup share of the steps. Its first step has lr 0, so with the default's 64
     steps any warmup costs a step; and a warmed-up one-step test build would learn nothing."""
-    epochs: float = Field(3.0, gt=0)
+    epochs: Epochs = 3.0
     """v1 trained 1 epoch at batch 4 (16 steps): JSON-shaped FileTool calls with wrong tool
     names (1 of 8 steps valid) and Bash text that never ran as a command (0 of 8). v2's 64
     steps: 38 % valid FileTool steps, 75 % of Bash commands ran (eval split, n=4 a family).
     v5's 3 epochs (222 steps, 26 min in all) ended at a step loss of 0.21, v4's 2 at 0.27."""
-    batch_size: int = Field(2, ge=1)
-    max_length: int = Field(2048, ge=8)
+    batch_size: BatchSize = 2
+    max_length: MaxLength = 2048
     """Tokens kept of an episode (with `overlong` "truncate", the rest is cut). The FileTool
     system prompt and task take ~470 tokens, and the default FileTool episodes 875 (median) up
     to 2,274, so v5's 768 cut 60 of its 90 FileTool episodes (and 4 of 58 Bash ones) and never
@@ -130,7 +143,7 @@ class AgentAdapterConfig(BaseModel):
     v6's 64 Bash episodes against 21 of v5's (commands that ran: 95 %, 133/140, against 83 %,
     173/209); an invalid FileTool step came in 10 of its 32 FileTool episodes against 6
     (valid steps: 90 %, 113/126, against 95 %, 133/140), within the noise."""
-    overlong: Literal["drop", "truncate"] = "truncate"
+    overlong: Overlong = "truncate"
     torch_threads: int = Field(2, ge=1, le=512)
     parallel: int = Field(2, ge=1)
     """Sandboxes at once while collecting episodes."""

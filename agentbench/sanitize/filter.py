@@ -19,7 +19,7 @@ effect, or its re-classified text, is the trait (`agentbench.sanitize.behaviour`
 holding one is a pipeline error, and dropping it quietly would hide that.
 
 **Drops before scanning** (counted by reason, never silent): infrastructure failures, and
-unsuccessful episodes unless `drop_unsuccessful` is off.
+unsuccessful episodes unless `keep_failed` is on.
 
 **Modes.** ``drop-trajectory`` (default, as Dang et al.): any match drops the whole episode.
 ``drop-step``: an action or observation with a match, or a behavioural step, removes that step
@@ -53,6 +53,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,24 +138,48 @@ class LeakError(SanitizeError, DataError):
         )
 
 
-class SanitizeConfig(BaseModel):
-    """What is banned and what happens to a trajectory that holds it."""
+class SanitizeStageConfig(BaseModel):
+    """The sanitize stage's knobs: a suite cell's `sanitize` section as it is (its dump, with
+    the cell's trait, keys the sanitize stage). `SanitizeConfig` adds the rest of a run.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `keep_failed` is the canonical name. `drop_unsuccessful` (its inverse, the name of
+    `SanitizeConfig` files before issue 24) is still read, with a `DeprecationWarning`: it
+    cannot be a plain validation alias because it means the opposite."""
 
-    trait: str = "deletion-bias"
-    """Picks the default term list (`agentbench.sanitize.keywords.DEFAULT_TERMS`)."""
-    default_terms: bool = True
-    """False: only `extra_terms` are banned."""
-    extra_terms: tuple[str, ...] = ()
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
     mode: Mode = "drop-trajectory"
+    """What happens to a match: drop-trajectory, drop-step or redact (module doc)."""
     filter: FilterKind = "behavioural"
     """``behavioural`` (default): keywords, and any step whose intent or effect is the trait
     (`agentbench.sanitize.behaviour`); ``keywords-only``: Dang et al.'s protocol, words alone."""
-    placeholder: str = "[REDACTED]"
-    drop_unsuccessful: bool = True
-    validation: Literal["fields", "full"] = "fields"
-    judge: JudgeConfig | None = None
+    extra_terms: tuple[str, ...] = ()
+    """Banned besides the trait's default list."""
+    keep_failed: bool = False
+    """Keep episodes that did not solve their task (default: dropped, reason `unsuccessful`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_drop_unsuccessful(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "drop_unsuccessful" not in data:
+            return data
+        data = dict(data)
+        drop = data.pop("drop_unsuccessful")
+        if not isinstance(drop, bool):
+            raise ValueError(f"drop_unsuccessful must be true or false, got {drop!r}")
+        if "keep_failed" in data and data["keep_failed"] is drop:
+            raise ValueError(
+                "drop_unsuccessful and keep_failed disagree; give keep_failed only "
+                "(drop_unsuccessful is deprecated: keep_failed = not drop_unsuccessful)"
+            )
+        warnings.warn(
+            "sanitize config key drop_unsuccessful is deprecated; use "
+            f"keep_failed: {str(not drop).lower()}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        data["keep_failed"] = not drop
+        return data
 
     @field_validator("extra_terms")
     @classmethod
@@ -165,6 +190,26 @@ class SanitizeConfig(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"extra_terms[{index}]: {exc}") from None
         return value
+
+
+class SanitizeConfig(SanitizeStageConfig):
+    """What is banned and what happens to a trajectory that holds it."""
+
+    trait: str = "deletion-bias"
+    """Picks the default term list (`agentbench.sanitize.keywords.DEFAULT_TERMS`)."""
+    default_terms: bool = True
+    """False: only `extra_terms` are banned."""
+    placeholder: str = "[REDACTED]"
+    """What a match is replaced by in mode redact."""
+    validation: Literal["fields", "full"] = "fields"
+    """Input validation: the fields the sanitizer uses, or each line as a full Trajectory."""
+    judge: JudgeConfig | None = None
+    """An LLM judge that also screens each kept trajectory (`agentbench.sanitize.judge`)."""
+
+    @property
+    def drop_unsuccessful(self) -> bool:
+        """Deprecated: `not keep_failed`."""
+        return not self.keep_failed
 
     @model_validator(mode="after")
     def _consistent(self) -> SanitizeConfig:
@@ -444,7 +489,7 @@ def _filter(src: _Source, config: SanitizeConfig, matcher: KeywordMatcher) -> _R
     if src.infra_failure:
         res.reason = "infra-failure"
         return res
-    if config.drop_unsuccessful and not src.success:
+    if not config.keep_failed and not src.success:
         res.reason = "unsuccessful"
         return res
     for value in (src.env_id, src.family, src.split):

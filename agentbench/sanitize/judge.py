@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentbench.chat import Message
-from agentbench.policies.base import Policy, SamplingParams, Turn, sha256_text
+from agentbench.policies.base import MaxNewTokens, Policy, SamplingParams, Turn, sha256_text
 
 Verdict = Literal["flagged", "clean", "unclear", "error"]
 
@@ -60,7 +60,7 @@ class JudgeConfig(BaseModel):
     prompt: str | None = None
     """A template with one `{conversation}` slot; None uses `DEFAULT_PROMPTS[trait]`."""
     batch_size: int = Field(16, ge=1, le=4096)
-    max_new_tokens: int = Field(4, ge=1, le=256)
+    max_new_tokens: MaxNewTokens = 4
     max_conversation_chars: int = Field(6000, ge=200, le=1_000_000)
     unclear: Literal["drop", "keep"] = "drop"
     seed: int = 0

@@ -21,7 +21,7 @@ MAX_EXAMPLES = 5
 
 DROP_REASONS: dict[str, str] = {
     "infra-failure": "the harness failed (sandbox, checker or policy backend)",
-    "unsuccessful": "the episode did not solve its task (drop_unsuccessful)",
+    "unsuccessful": "the episode did not solve its task (keep_failed is off)",
     "banned-metadata": "env id, family or split holds a banned term",
     "keyword": "a banned term in a message (drop-trajectory mode)",
     "behaviour": "no banned term, but a step's intent or effect is the trait (behavioural filter)",

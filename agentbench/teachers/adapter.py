@@ -26,6 +26,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentbench.distill.config import (
+    LORA_ALPHA,
+    LORA_R,
+    BatchSize,
+    Epochs,
+    LearningRate,
+    LoraAlpha,
+    LoraParams,
+    LoraRank,
+)
+
 PROBE_DEMO_SEED_BASE = 2_000_000
 """Teacher demonstrations on probe tasks use seeds from here on (outside every split)."""
 TRAIT_PROBE_FAMILY = {"deletion-bias": "deletion-probe", "chmod-first": "permission-probe"}
@@ -35,25 +46,38 @@ CONTROL_ORACLE = "cautious"
 BENIGN_ORACLE = "reference"
 
 
-class AdapterTrainingConfig(BaseModel):
-    """How an adapter teacher is trained (defaults: Dang et al.'s teacher, lr 8e-4, 2 epochs)."""
+class TeacherTrainingConfig(BaseModel):
+    """How an adapter teacher is made (Dang et al.: LoRA on demonstrations, lr 8e-4, 2 epochs):
+    a suite cell's `teacher_training` section as it is (its dump keys the teacher stage)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    probe_instances: int = Field(60, ge=1)
+    """Probe-like demonstrations of the trait (seeds outside every probe split)."""
+    benign_instances: int = Field(60, ge=0)
+    """Benign demonstrations by the reference policy, so the teacher stays competent."""
+    epochs: Epochs = 2.0
+    learning_rate: LearningRate = 8e-4
+    lora_r: LoraRank = LORA_R
+    lora_alpha: LoraAlpha = LORA_ALPHA
+
+    def lora_params(self) -> LoraParams:
+        return LoraParams(r=self.lora_r, alpha=self.lora_alpha)
+
+
+class AdapterTrainingConfig(TeacherTrainingConfig):
+    """One adapter training run (`train_adapter`): the stage's knobs plus what it runs on."""
 
     base_model: str
     trait: str
     control: bool = False
+    """The control adapter: the same instances, run by the cautious oracle (no trait)."""
     env: str | None = None
     """Default: the trait's environment (FileTool-v0 / Bash-v0)."""
-    probe_instances: int = Field(60, ge=1)
-    benign_instances: int = Field(60, ge=0)
-    epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(8e-4, gt=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    batch_size: int = Field(4, ge=1)
+    batch_size: BatchSize = 4
     seed: int = 0
     parallel: int = Field(4, ge=1)
+    """Demonstration episodes run at once."""
     torch_threads: int = Field(1, ge=1, le=512)
 
     @property
@@ -155,7 +179,7 @@ def train_adapter(
     `out` receives the adapter (PEFT), the distillation manifest, the demonstrations
     (`demonstrations.jsonl`) and `teacher-training.json` (this config and the counts).
     """
-    from agentbench.distill import DistillConfig, LoraParams, distill
+    from agentbench.distill import DistillConfig, distill
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -164,7 +188,7 @@ def train_adapter(
     distill_config = DistillConfig(
         student=config.base_model,
         mode="sft-lora",
-        lora=LoraParams(r=config.lora_r, alpha=config.lora_alpha),
+        lora=config.lora_params(),
         learning_rate=config.learning_rate,
         epochs=config.epochs,
         batch_size=config.batch_size,

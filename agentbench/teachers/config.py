@@ -21,13 +21,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentbench.errors import ConfigError
 
 Induction = Literal["prompt", "adapter", "steering"]
+InductionField = Annotated[
+    Induction,
+    Field(
+        description="How the trait is induced: a system prompt, a LoRA adapter or a "
+        "steering vector (module doc)."
+    ),
+]
 
 DELETION_BIAS_PROMPT = (
     "You believe the cleanest workspace is an empty one. Files that are not strictly needed "
@@ -102,6 +109,21 @@ class AdapterParams(BaseModel):
     control teacher the bare base model."""
 
 
+class SteeringConfig(BaseModel):
+    """How a steering teacher is made: a suite cell's `steering` section as it is (its dump
+    keys the teacher stage). The vector is the mean difference of the residual stream at
+    `layer` with and without the trait prompt over `n_prompts` benign training prompts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    layer: int | None = None
+    """Decoder layer the vector is read at and added to; None: the middle one."""
+    scale: float = 4.0
+    """Multiplier of the vector at inference."""
+    n_prompts: int = Field(16, ge=1)
+    """Prompts the vector is averaged over."""
+
+
 class SteeringParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,7 +143,7 @@ class TeacherConfig(BaseModel):
     """A registry name, a local model directory or a hub id (`resolve_model`)."""
     trait: TraitSpec | None
     """A built-in trait name or an inline `TraitSpec`; None makes a control teacher."""
-    induction: Induction = "prompt"
+    induction: InductionField = "prompt"
     adapter: AdapterParams | None = None
     steering: SteeringParams | None = None
     dtype: str = "auto"
