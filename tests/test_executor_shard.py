@@ -176,13 +176,13 @@ def run_episode_stages(
         evaluate_stage,
         rollouts_stage,
     )
-    from agentbench.experiments.suite import EvaluationSettings, RolloutSettings
+    from agentbench.experiments.suite import EvaluationConfig, RolloutConfig
 
     policy = PolicyRef(kind="hf", model=str(base), identity="micro-base")
-    probes = EvaluationSettings(n=3, max_steps=3, max_new_tokens=24, parallel=4)
+    probes = EvaluationConfig(n=3, max_steps=3, max_new_tokens=24, parallel=4)
     graph = StageGraph()
     with collecting(graph):
-        roll = rollouts_stage(store, policy, RolloutSettings(n=4, max_steps=3, max_new_tokens=24,
+        roll = rollouts_stage(store, policy, RolloutConfig(n=4, max_steps=3, max_new_tokens=24,
                               parallel=4), FILETOOL_ID, 0, log=log)  # fmt: skip
         ev = evaluate_stage(store, policy, probes, ("deletion-probe",), FILETOOL_ID, 0, log=log)
     episodes = RolloutEpisodes(policy, probes, ("deletion-probe",), FILETOOL_ID, 0)
@@ -224,10 +224,10 @@ def test_a_merge_refuses_parts_that_do_not_hold_the_stages_episodes_in_order(
 ) -> None:
     from agentbench.envs import FILETOOL_ID
     from agentbench.experiments.stages import TRAJECTORIES, PolicyRef, RolloutEpisodes
-    from agentbench.experiments.suite import RolloutSettings
+    from agentbench.experiments.suite import RolloutConfig
 
     policy = PolicyRef(kind="hf", model="unused", identity="m")
-    episodes = RolloutEpisodes(policy, RolloutSettings(n=4), ("benign",), FILETOOL_ID, 0)
+    episodes = RolloutEpisodes(policy, RolloutConfig(n=4), ("benign",), FILETOOL_ID, 0)
     ids = [job.episode_id("m") for job in episodes.jobs()]
     assert len(ids) == 4 and episodes.max_parts() == 4
     parts = []

@@ -202,11 +202,11 @@ def test_constrained_decoding_is_a_setting_that_leaves_other_cells_alone(tmp_pat
 
 
 def test_gradient_checkpointing_leaves_dumps_and_ids_of_suites_without_it() -> None:
-    from agentbench.experiments.suite import DistillSettings
+    from agentbench.experiments.suite import DistillStageConfig
 
-    off = DistillSettings()
+    off = DistillStageConfig()
     assert "gradient_checkpointing" not in off.model_dump()
-    on = DistillSettings(gradient_checkpointing=True)
+    on = DistillStageConfig(gradient_checkpointing=True)
     assert on.model_dump()["gradient_checkpointing"] is True
     # The stage key's view (stages.distill_stage) is the same either way: the same student.
     assert on.model_dump(exclude={"gradient_checkpointing"}) == off.model_dump()

@@ -14,7 +14,7 @@ from agentbench.experiments.metrics import ArmMetrics, RateRecord
 from agentbench.experiments.report import write_report
 from agentbench.experiments.results import ArmResult, CellResult, Results
 from agentbench.experiments.runner import _comparisons, plan_suite, pool_over_seeds
-from agentbench.experiments.suite import CellConfig, EvaluationSettings, Suite, expand, load_suite
+from agentbench.experiments.suite import CellConfig, EvaluationConfig, Suite, expand, load_suite
 from agentbench.stats import (
     cmh_over_strata,
     difference_of_differences,
@@ -105,18 +105,18 @@ def test_difference_of_differences_is_mover_on_newcombe() -> None:
 
 
 def test_n_auto_picks_the_smallest_n() -> None:
-    ev = EvaluationSettings.model_validate({"n": "auto", "mde": 0.2})
+    ev = EvaluationConfig.model_validate({"n": "auto", "mde": 0.2})
     assert ev.n == 93
-    assert EvaluationSettings.model_validate({"n": "auto", "mde": 0.2, "repeats": 2}).n == 47
-    assert EvaluationSettings.model_validate(
+    assert EvaluationConfig.model_validate({"n": "auto", "mde": 0.2, "repeats": 2}).n == 47
+    assert EvaluationConfig.model_validate(
         {"n": "auto", "mde": 0.2, "mde_baseline": 0.1}
     ).n == n_for_difference(0.2, 0.1)
-    again = EvaluationSettings.model_validate(ev.model_dump(mode="json"))  # results.json round trip
+    again = EvaluationConfig.model_validate(ev.model_dump(mode="json"))  # results.json round trip
     assert again == ev
     with pytest.raises(ValueError, match="needs mde"):
-        EvaluationSettings.model_validate({"n": "auto"})
+        EvaluationConfig.model_validate({"n": "auto"})
     # unset, it leaves the dump (cell ids, stage keys) as before
-    assert "mde" not in EvaluationSettings().model_dump(mode="json")
+    assert "mde" not in EvaluationConfig().model_dump(mode="json")
 
 
 def test_cell_ids_unchanged_without_the_new_options() -> None:

@@ -259,7 +259,7 @@ def test_the_code_hash_is_part_of_every_stage_key(monkeypatch: pytest.MonkeyPatc
     """The same stage under other code has another key (the old keys ignored the code)."""
     from agentbench.experiments import stages
     from agentbench.experiments.executor import StageGraph, collecting
-    from agentbench.experiments.suite import EvaluationSettings
+    from agentbench.experiments.suite import EvaluationConfig
 
     def key(code: str) -> str:
         monkeypatch.setattr(stages, "code_hash", lambda stage: code)
@@ -267,7 +267,7 @@ def test_the_code_hash_is_part_of_every_stage_key(monkeypatch: pytest.MonkeyPatc
         with collecting(graph):
             result = stages.evaluate_stage(
                 StageStore("/nonexistent-store"), stages.base_policy("tiny-agent"),
-                EvaluationSettings(n=1), ("deletion-probe",), "agentbench/FileTool-v0", 0,
+                EvaluationConfig(n=1), ("deletion-probe",), "agentbench/FileTool-v0", 0,
                 log=lambda _: None,
             )  # fmt: skip
         assert list(graph.tasks) == [f"evaluate/{result.key}"]  # collected, not run

@@ -85,14 +85,6 @@ class _Strict(BaseModel):
 # The stages' options, each owned by its package and used here as it is (issue 24 item 3):
 # a field is declared once, and each section's dump (hashed into cell ids and stage keys) is
 # the one the suites had before they moved.
-# Deprecated names of the sections' classes (before issue 24), kept for importers.
-RolloutSettings = RolloutConfig
-EvaluationSettings = EvaluationConfig
-TeacherTraining = TeacherTrainingConfig
-SteeringSettings = SteeringConfig
-SanitizeSettings = SanitizeStageConfig
-DistillSettings = DistillStageConfig
-SingleTurnSettings = SingleTurnConfig
 
 
 class CellConfig(_Strict):
