@@ -251,7 +251,7 @@ def test_a_constrained_evaluation_stage_decodes_inside_the_schema(
     from agentbench.envs import FILETOOL_ID
     from agentbench.experiments.stages import TRAJECTORIES, PolicyRef, evaluate_stage
     from agentbench.experiments.store import StageStore
-    from agentbench.experiments.suite import EvaluationSettings
+    from agentbench.experiments.suite import EvaluationConfig
     from agentbench.rollouts import read_trajectories
     from tests.test_constrained import well_formed
 
@@ -260,7 +260,7 @@ def test_a_constrained_evaluation_stage_decodes_inside_the_schema(
     store = StageStore(tmp_path)
     keys = []
     for constrained in (False, True):
-        settings = EvaluationSettings(
+        settings = EvaluationConfig(
             n=2, max_steps=2, max_new_tokens=64, parallel=2, constrained=constrained
         )
         stage = evaluate_stage(store, policy, settings, ("deletion-probe",), FILETOOL_ID, 0,

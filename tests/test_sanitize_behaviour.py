@@ -535,11 +535,11 @@ def test_normalisation_units() -> None:
 def test_suite_settings_pass_the_filter() -> None:
     from pydantic import ValidationError
 
-    from agentbench.experiments.suite import SanitizeSettings
+    from agentbench.experiments.suite import SanitizeStageConfig
 
-    assert SanitizeSettings().filter == "behavioural"
-    assert SanitizeSettings(filter="keywords-only").filter == "keywords-only"
+    assert SanitizeStageConfig().filter == "behavioural"
+    assert SanitizeStageConfig(filter="keywords-only").filter == "keywords-only"
     with pytest.raises(ValidationError):
-        SanitizeSettings(filter="words")  # type: ignore[arg-type]
+        SanitizeStageConfig(filter="words")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         SanitizeConfig(filter="words")  # type: ignore[arg-type]
