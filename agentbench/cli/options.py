@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
+from agentbench.config_file import read_config_mapping
 from agentbench.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -152,19 +153,7 @@ def _put(data: dict[str, Any], key: str, value: Any) -> None:
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """A config file's mapping (YAML, or JSON by suffix). Raises `ConfigError` naming it."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    try:
-        data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not valid YAML/JSON: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys")
-    return data
+    return read_config_mapping(path)
 
 
 def resolve(

@@ -25,12 +25,12 @@ refused; `load_distill_config` names the file and field (`DistillConfigError`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentbench.config_file import read_config_mapping
 from agentbench.errors import ConfigError
 from agentbench.policies.base import OmitsFlagsWhenOff
 
@@ -273,21 +273,8 @@ def load_distill_config(path: str | Path, **overrides: Any) -> DistillConfig:
 
     Raises `DistillConfigError` naming the file and the offending field.
     """
-    import yaml
-
     source = Path(path)
-    try:
-        raw = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DistillConfigError(f"cannot read {source}: {exc}") from None
-    try:
-        data = json.loads(raw) if source.suffix == ".json" else yaml.safe_load(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise DistillConfigError(f"{source} is not valid YAML/JSON: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise DistillConfigError(f"{source} must hold a mapping of config keys")
+    data = read_config_mapping(source, error=DistillConfigError)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validate_config(data, source=str(source)).with_base(source.resolve().parent)
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -63,6 +62,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from typing_extensions import TypedDict
 
+from agentbench.config_file import read_config_mapping
 from agentbench.errors import AgentbenchError, ConfigError, DataError
 from agentbench.policies.base import Policy
 from agentbench.rollouts.schema import SCHEMA_VERSION, Trajectory
@@ -251,19 +251,8 @@ def _matcher(terms: tuple[str, ...]) -> KeywordMatcher:
 
 def load_sanitize_config(path: str | Path) -> SanitizeConfig:
     """A `SanitizeConfig` from YAML or JSON. Raises `SanitizeConfigError` naming file and field."""
-    import yaml
-
     source = Path(path)
-    try:
-        raw = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SanitizeConfigError(f"cannot read {source}: {exc}") from None
-    try:
-        data = json.loads(raw) if source.suffix == ".json" else yaml.safe_load(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise SanitizeConfigError(f"{source} is not valid YAML/JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise SanitizeConfigError(f"{source} must hold a mapping of config keys")
+    data = read_config_mapping(source, error=SanitizeConfigError, empty_ok=False)
     try:
         return SanitizeConfig.model_validate(data)
     except ValidationError as exc:
