@@ -116,6 +116,16 @@ def check_output_without_newline_and_unicode(sb: Sandbox) -> None:
     )
 
 
+def check_concurrent_stderr_is_canonical(sb: Sandbox) -> None:
+    """the stderr of a pipeline's racing writers comes back in canonical order (sorted
+    records), that of one process as written (`agentbench.sandbox.output_order`)."""
+    raced = sb.exec("{ sleep 0.2; echo a-late >&2; } | { echo b-early >&2; }")
+    _expect(raced.stderr == "a-late\nb-early\n",
+            f"a pipeline's stderr came back as {raced.stderr!r}, not sorted")  # fmt: skip
+    single = sb.exec("echo b >&2; echo a >&2")
+    _expect(single.stderr == "b\na\n", f"one process's stderr was reordered: {single.stderr!r}")
+
+
 def check_cwd_and_variables_persist(sb: Sandbox) -> None:
     """`cd` and variables carry over from one command to the next."""
     setup = sb.exec("mkdir -p 'sub dir/x' && cd 'sub dir/x' && export FOO=bar && BAZ=1")
@@ -345,6 +355,7 @@ CHECKS: dict[str, Callable[[Sandbox], None]] = {
     for f in (
         check_exit_codes_and_streams,
         check_output_without_newline_and_unicode,
+        check_concurrent_stderr_is_canonical,
         check_cwd_and_variables_persist,
         check_stdin_is_empty,
         check_timeout_kills_and_restores_cwd,

@@ -14,6 +14,10 @@ the backend's `kill` callback; the shell is then restarted in the last working d
 reported. When that directory is gone (the agent deleted or moved it: its own doing, never an
 infrastructure failure), the shell starts in the workspace root instead (`home_dir`, created if
 needed), and the result's `shell_note` says so, for the agent's observation.
+
+The stderr of a command whose processes run at the same time (a pipeline, a background job)
+comes back in a canonical order (`agentbench.sandbox.output_order`), so that a seeded episode
+does not depend on how the kernel scheduled the writers.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentbench.sandbox.base import ExecResult, SandboxError, SandboxStartError
+from agentbench.sandbox.output_order import canonical_order, may_run_concurrently
 
 START_TIMEOUT_S = 15.0
 _WINDOW = 8192  # bytes of recent output searched for the sentinel
@@ -255,6 +260,8 @@ class PersistentShell:
                 restarted = True
         stdout, stdout_cut = out.output()
         stderr, stderr_cut = err.output()
+        if may_run_concurrently(command):
+            stderr = canonical_order(stderr)  # its writers raced: see output_order
         note, self.note = self.note, None  # from a restart before or after this command
         return ExecResult(
             exit_code=exit_code,
