@@ -253,8 +253,10 @@ def _check_consistency(
                 )
                 continue
             trajs = episodes[result.stage_key]
-            # The rollout engine tags episodes with the policy's identity ('/' -> '_').
-            tag = str(result.policy.get("identity", "")).replace("/", "_")
+            # The rollout engine tags episodes with the policy's lineage, or its identity
+            # where it has none ('/' -> '_'; `PolicyRef.tag`).
+            named = result.policy.get("lineage") or result.policy.get("identity", "")
+            tag = str(named).replace("/", "_")
             strays = sorted({t.policy.tag for t in trajs} - {tag})
             if strays:
                 report.errors.append(

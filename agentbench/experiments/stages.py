@@ -6,6 +6,12 @@ Every stage returns a `StageResult` (its key and folder in the `StageStore`); a 
 folder exists is not run again. Policies are named by `PolicyRef`s, whose `identity` (a
 registry name with its recipe version, or the key of the stage that made the weights) is what
 keys the stages that use them, so that identical work is shared between cells and suites.
+
+A stage also has a **lineage**: its key without the code hash, over its inputs' lineages (the
+chain of configs that made it). Episode ids, and so every per-turn sampling seed, are built from
+a policy's lineage, not its key: a change to the code re-runs the stages it touches (the key)
+but they draw the same seeds, so a refactor that changes no behaviour gives the same episodes
+and the same results.json.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class StageResult:
     key: str
     path: Path
     reused: bool
+    lineage: str = ""
+    """The key without the code hash, over the inputs' lineages (see the module docstring)."""
 
 
 class PolicyRef(BaseModel):
@@ -59,6 +67,14 @@ class PolicyRef(BaseModel):
     traits' prompt teachers); recorded in results.json, never in a student's data."""
     identity: str
     """What this policy is, for cache keys (not a path: paths move between machines)."""
+    lineage: str | None = None
+    """Its identity without code hashes (`teacher:<stage lineage>`); names its episodes and so
+    seeds their sampling. None: the identity has no code hash in it (a registry model)."""
+
+    @property
+    def tag(self) -> str:
+        """What its episode ids name it by (and so what seeds their sampling)."""
+        return (self.lineage or self.identity).replace("/", "_")
 
     def describe(self, store_root: Path) -> dict[str, Any]:
         """This ref for results.json: paths inside the stage store written `<store>/...`, so
@@ -139,18 +155,21 @@ def _run(
     body: Callable[[Path, dict[str, Any]], None],
     log: Log,
     sharded: ShardedBody | None = None,
+    lineage_inputs: dict[str, str] | None = None,
 ) -> StageResult:
     """Run (or reuse) a stage now; inside `executor.collecting(graph)`, add it to the graph
     and return where it will be (the executor publishes it later). `sharded`: the stage's
-    work as parts, where executors may shard it."""
+    work as parts, where executors may shard it. `lineage_inputs`: the inputs named by their
+    lineages (default: `inputs`, for inputs without code hashes)."""
     key = stage_key(stage, STAGE_VERSIONS[stage], config, inputs, code=code_hash(stage))
+    lineage = stage_key(stage, STAGE_VERSIONS[stage], config, lineage_inputs or inputs)
     task = StageTask(stage, key, config, inputs, body, sharded=sharded)
     graph = current_graph()
     if graph is not None:
         graph.add(task)
-        return StageResult(stage, key, store.root / stage / key, reused=False)
+        return StageResult(stage, key, store.root / stage / key, reused=False, lineage=lineage)
     ran = execute_task(store, task, log)
-    return StageResult(stage, key, store.path(stage, key), reused=not ran)
+    return StageResult(stage, key, store.path(stage, key), reused=not ran, lineage=lineage)
 
 
 # -- teacher ---------------------------------------------------------------------------------
@@ -222,8 +241,10 @@ def teacher_stage(
 
     result = _run(store, "teacher", config, {}, body, log)
     file = str(result.path / "teacher.json")
-    treated = PolicyRef(kind="teacher", model=file, identity=f"teacher:{result.key}")
-    control = PolicyRef(kind="control-teacher", model=file, identity=f"control:{result.key}")
+    treated = PolicyRef(kind="teacher", model=file, identity=f"teacher:{result.key}",
+                        lineage=f"teacher:{result.lineage}")  # fmt: skip
+    control = PolicyRef(kind="control-teacher", model=file, identity=f"control:{result.key}",
+                        lineage=f"control:{result.lineage}")  # fmt: skip
     return result, treated, control
 
 
@@ -268,7 +289,9 @@ class RolloutEpisodes:
 
     @property
     def tag(self) -> str:
-        return str(self.policy.identity).replace("/", "_")
+        """The policy's name in episode ids: its lineage where it has one (`PolicyRef.tag`)."""
+        tag = getattr(self.policy, "tag", None)
+        return tag if isinstance(tag, str) else str(self.policy.identity).replace("/", "_")
 
     def jobs(self) -> list[Any]:
         """Every episode of the stage, in episode-index order (deterministic)."""
@@ -355,7 +378,7 @@ def rollouts_stage(
     episodes = RolloutEpisodes(policy, settings, settings.families, env_id, seed, sandbox,
                                progress)  # fmt: skip
     return _run(store, "rollouts", config, {"policy": policy.identity}, WholeBody(episodes),
-                log, sharded=episodes)  # fmt: skip
+                log, sharded=episodes, lineage_inputs=_policy_lineage(policy))  # fmt: skip
 
 
 def evaluate_stage(
@@ -373,7 +396,11 @@ def evaluate_stage(
     episodes = RolloutEpisodes(policy, settings, families, env_id, seed, sandbox, progress,
                                metrics=True)  # fmt: skip
     return _run(store, "evaluate", config, {"policy": policy.identity}, WholeBody(episodes),
-                log, sharded=episodes)  # fmt: skip
+                log, sharded=episodes, lineage_inputs=_policy_lineage(policy))  # fmt: skip
+
+
+def _policy_lineage(policy: PolicyRef) -> dict[str, str]:
+    return {"policy": policy.lineage or policy.identity}
 
 
 # -- sanitize and distill --------------------------------------------------------------------
@@ -399,7 +426,8 @@ def sanitize_stage(
                 "sanitize.mode drop-step/redact, or sanitize.keep_failed"
             )
 
-    return _run(store, "sanitize", config, {"rollouts": rollouts.key}, body, log)
+    return _run(store, "sanitize", config, {"rollouts": rollouts.key}, body, log,
+                lineage_inputs={"rollouts": rollouts.lineage})  # fmt: skip
 
 
 def distill_stage(
@@ -420,8 +448,10 @@ def distill_stage(
     if banned_terms is not None:
         config["banned_terms"] = list(banned_terms)
     inputs = {"data": data.key}
+    lineage_inputs = {"data": data.lineage}
     if settings.mode == "logit-kl":
         inputs["teacher"] = teacher.identity
+        lineage_inputs["teacher"] = teacher.lineage or teacher.identity
 
     def body(work: Path, extras: dict[str, Any]) -> None:
         from agentbench.distill import DistillConfig, distill
@@ -440,7 +470,7 @@ def distill_stage(
         )  # fmt: skip
         distill(dconfig, data.path / STUDENT_DATA, work / "student", force=True, progress=progress)
 
-    result = _run(store, "distill", config, inputs, body, log)
+    result = _run(store, "distill", config, inputs, body, log, lineage_inputs=lineage_inputs)
     lora = settings.mode == "sft-lora" or (settings.mode == "logit-kl" and settings.lora)
     student_dir = str(result.path / "student")
     ref = PolicyRef(
@@ -448,6 +478,7 @@ def distill_stage(
         model=student_base if lora else student_dir,
         adapter=student_dir if lora else None,
         identity=f"student:{result.key}",
+        lineage=f"student:{result.lineage}",
     )
     return result, ref
 
