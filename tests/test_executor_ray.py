@@ -51,11 +51,19 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    """One local Ray cluster for the module (start and stop cost seconds)."""
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})  # fmt: skip
+    """One local Ray cluster for the module (start and stop cost seconds), started as
+    `--executor ray` starts one."""
+    from agentbench.experiments.executor import RayExecutor
+
+    RayExecutor(num_cpus=2, num_gpus=1)._init()
     yield
     ray.shutdown()
+
+
+def test_stage_workers_run_at_the_drivers_priority(cluster: None) -> None:
+    # Ray's default is nice 15: stages then starve behind any other process on the machine.
+    worker_nice = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    assert worker_nice == os.nice(0)
 
 
 def _comparable(path: Path) -> dict[str, Any]:

@@ -242,6 +242,10 @@ class RayExecutor:
                                   "include_dashboard": False, "log_to_driver": True}  # fmt: skip
         if self.address is None:
             kwargs.update(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+            # Ray starts workers at nice 15, as background work; here the stages are the work,
+            # and at 15 any other process on the machine starves them. The raylet reads this
+            # when it starts (a user's own setting wins).
+            os.environ.setdefault("RAY_worker_niceness", "0")
         try:
             # "local": a new cluster for this run, never one that `ray start` left running
             # on this machine (ray.init() without an address would join that one).
