@@ -3,6 +3,7 @@ and through a real bash (PersistentShell) whose pipeline is timed to write out o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentbench.sandbox.output_order import canonical_order, may_run_concurrently
+from agentbench.sandbox.output_order import LIBSTDBUF, canonical_order, may_run_concurrently
 from agentbench.sandbox.shell import PersistentShell
 
 BASH = ["bash", "--noprofile", "--norc"]
@@ -91,3 +92,32 @@ def test_one_processes_stderr_stays_as_written(shell: PersistentShell) -> None:
     # stdout is never reordered, even in a pipeline
     piped = shell.run("printf 'b\\na\\n' | cat", timeout=5, output_limit=4096)
     assert piped.stdout == "b\na\n"
+
+
+def test_racing_processes_cannot_splice_their_lines(shell: PersistentShell) -> None:
+    # chmod writes "chmod: " and "missing operand" in two writes; the missing command's
+    # message comes from another process at the same moment. Every run gives whole lines, in
+    # one order.
+    seen = set()
+    for _ in range(12):
+        result = shell.run("chmod | wcargs-xyz; chmod | wcargs-xyz", timeout=5, output_limit=4096)
+        seen.add(re.sub(r"line \d+", "line N", result.stderr))  # bash counts its lines
+        assert all(
+            line.startswith(("chmod: missing operand", "Try 'chmod", "bash: line"))
+            for line in result.stderr.splitlines()
+        ), result.stderr
+    assert len(seen) == 1
+
+
+def test_a_concurrent_commands_processes_write_stderr_by_lines(shell: PersistentShell) -> None:
+    # What makes whole lines: libstdbuf preloaded with _STDBUF_E=L in the pipeline's processes.
+    result = shell.run("env | grep -E '^(_STDBUF_E|LD_PRELOAD)=' | sort", timeout=5,
+                       output_limit=4096)  # fmt: skip
+    assert result.stdout == f"LD_PRELOAD={LIBSTDBUF}\n_STDBUF_E=L\n"
+
+
+def test_the_shells_environment_is_left_as_it_was(shell: PersistentShell) -> None:
+    shell.run("cd /tmp | cat; X=1", timeout=5, output_limit=4096)
+    after = shell.run('echo "${LD_PRELOAD-unset} ${_STDBUF_E-unset} $X"', timeout=5,
+                      output_limit=4096)  # fmt: skip
+    assert after.stdout == "unset unset 1\n"

@@ -9,6 +9,13 @@ substitution, a coprocess), its stderr is returned in a canonical order: split i
 line and the indented lines after it, so a traceback's frames stay with their header), sorted
 by text. Each record's own text is untouched; only the order between records is chosen.
 
+Sorting whole lines needs whole lines: glibc writes an unbuffered stderr in pieces (`chmod: `,
+then `missing operand`), so two racing processes could splice their lines. A concurrent
+command is therefore run with coreutils' `libstdbuf` preloaded and `_STDBUF_E=L` (what `stdbuf
+-eL` does), as temporary assignments on its `eval`: every stdio stderr line is then one
+`write`, which a pipe never splits, and the shell's own environment is left as it was. Where
+the sandbox root has no `libstdbuf`, the command runs as written.
+
 Commands without concurrency keep their stderr as written, since one process's lines are in a
 meaningful order. Stdout is never reordered: in a pipeline only the last process writes it,
 and reordering a background job's output would scramble file contents.
@@ -21,7 +28,10 @@ that runs its own pipeline) keeps today's behaviour.
 from __future__ import annotations
 
 import re
+import shlex
 
+LIBSTDBUF = "/usr/libexec/coreutils/libstdbuf.so"
+"""Where Debian's coreutils puts the library `stdbuf` preloads (inside the sandbox)."""
 _CONTINUATION = re.compile(r"[ \t]")
 _COPROC = re.compile(r"coproc\b")
 
@@ -82,3 +92,19 @@ def canonical_order(text: str) -> str:
             records.append([line])
     ordered = "\n".join("\n".join(r) for r in sorted(records))
     return ordered + "\n" if ends_with_newline else ordered
+
+
+def plain_eval(command: str) -> str:
+    """Shell text that runs `command` in the current shell (`eval`, quoted)."""
+    return "eval " + shlex.quote(command)
+
+
+def line_buffered_eval(command: str) -> str:
+    """Shell text that runs `command` in the current shell with every stdio stderr line
+    written whole (libstdbuf, `_STDBUF_E=L`), or as written where the library is missing."""
+    quoted = shlex.quote(command)
+    return (
+        f"if [[ -e {LIBSTDBUF} ]]; then "
+        f'LD_PRELOAD={LIBSTDBUF}"${{LD_PRELOAD:+:$LD_PRELOAD}}" _STDBUF_E=L eval {quoted}; '
+        f"else eval {quoted}; fi"
+    )

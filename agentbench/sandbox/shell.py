@@ -34,7 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentbench.sandbox.base import ExecResult, SandboxError, SandboxStartError
-from agentbench.sandbox.output_order import canonical_order, may_run_concurrently
+from agentbench.sandbox.output_order import (
+    canonical_order,
+    line_buffered_eval,
+    may_run_concurrently,
+    plain_eval,
+)
 
 START_TIMEOUT_S = 15.0
 _WINDOW = 8192  # bytes of recent output searched for the sentinel
@@ -197,9 +202,10 @@ class PersistentShell:
         # The leading `builtin true;`: after an eval ends in a quoting error ("unexpected EOF
         # while looking for matching `''"), bash 5.2 fails to see the next line's first word as a
         # reserved word, so a line starting with `{` would be a syntax error that ends the shell.
+        concurrent = may_run_concurrently(command)
         line = (
-            "builtin true; { eval "
-            + shlex.quote(command.replace("\0", ""))
+            "builtin true; { "
+            + (line_buffered_eval if concurrent else plain_eval)(command.replace("\0", ""))
             + "; } </dev/null; __ab_rc=$?; "
             f'builtin printf \'\\n%s %s %s\\n\' {nonce.decode()} "$__ab_rc" "${{PWD@Q}}"; '
             f"builtin printf '\\n%s \\n' {nonce.decode()} >&2\n"
@@ -260,7 +266,7 @@ class PersistentShell:
                 restarted = True
         stdout, stdout_cut = out.output()
         stderr, stderr_cut = err.output()
-        if may_run_concurrently(command):
+        if concurrent:
             stderr = canonical_order(stderr)  # its writers raced: see output_order
         note, self.note = self.note, None  # from a restart before or after this command
         return ExecResult(
