@@ -20,9 +20,18 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agentbench.cli.boundary import App, config_errors
+from agentbench.cli.options import (
+    ConfigFileOption,
+    SetOption,
+    ShowConfigOption,
+    field_help,
+    resolve,
+    show,
+)
 from agentbench.errors import AgentbenchError, ConfigError
 from agentbench.policies.base import SamplingParams
 from agentbench.policies.spec import policy_from_spec
+from agentbench.rollouts.config import RolloutCommandConfig
 from agentbench.rollouts.schema import Trajectory
 from agentbench.rollouts.store import iter_trajectories
 
@@ -42,7 +51,9 @@ def env_id(name: str) -> str:
 
 @app.command("run")
 def run_command(
-    out: Annotated[Path, typer.Option(help="The trajectory file (JSON lines).")],
+    out: Annotated[
+        Path | None, typer.Option(help="The trajectory file (JSON lines); required to run.")
+    ] = None,
     policy: Annotated[
         str,
         typer.Option(
@@ -54,60 +65,92 @@ def run_command(
         list[str] | None,
         typer.Option(help="Environment(s): bash, filetool or a gymnasium id. Default: all."),
     ] = None,
-    family: Annotated[str | None, typer.Option(help="Task family. Default: all.")] = None,
-    split: Annotated[str, typer.Option(help="train, eval or heldout.")] = "train",
+    family: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=field_help(RolloutCommandConfig, "families", "Task family; repeat for several.")
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help=field_help(RolloutCommandConfig, "split"))
+    ] = None,
     n: Annotated[
-        int, typer.Option(min=1, help="Task instances (of those that run in --env).")
-    ] = 10,
-    repeats: Annotated[int, typer.Option(min=1, help="Episodes per instance and env.")] = 1,
-    parallel: Annotated[int, typer.Option(min=1, max=256, help="Environments in lockstep.")] = 4,
+        int | None,
+        typer.Option(
+            help=field_help(
+                RolloutCommandConfig, "n", "Task instances per family (of those that run in --env)."
+            )
+        ),
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help=field_help(RolloutCommandConfig, "repeats"))
+    ] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help=field_help(RolloutCommandConfig, "parallel"))
+    ] = None,
     sandbox: Annotated[str, typer.Option(help="Sandbox backend: bwrap, docker, local.")] = "bwrap",
     unsafe_local: Annotated[bool, typer.Option(help="Allow the unisolated 'local' backend.")] = (
         False
     ),
-    max_steps: Annotated[int, typer.Option(min=1, help="Steps before truncation.")] = 30,
-    temperature: Annotated[float, typer.Option(min=0.0, max=5.0)] = 1.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    max_steps: Annotated[
+        int | None, typer.Option(help=field_help(RolloutCommandConfig, "max_steps"))
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help=field_help(RolloutCommandConfig, "temperature"))
+    ] = None,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")] = 1.0,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help=field_help(RolloutCommandConfig, "max_new_tokens"))
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (per turn: derived).")] = None,
     constrained: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="Decode only well-formed actions where the env has an action schema "
-            "(FileTool's tool calls); transformers and HTTP backends."
+            "--constrained/--no-constrained",
+            help=field_help(RolloutCommandConfig, "constrained"),
         ),
-    ] = False,
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Skip episodes already in --out; --no-resume starts it over.")
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    config: ConfigFileOption = None,
+    sets: SetOption = None,
+    show_config: ShowConfigOption = False,
 ) -> None:
-    """Run a policy on task instances and append one trajectory per episode to --out."""
-    from agentbench import tasks
+    """Run a policy on task instances and append one trajectory per episode to --out.
+
+    The config is `RolloutCommandConfig` (a suite's `teacher_rollouts` section): --config FILE,
+    then the options, then each --set KEY=VALUE; --show-config prints it and exits."""
     from agentbench.policies.http import BackendUnavailableError
     from agentbench.rollouts.engine import make_jobs, run_rollouts
 
+    flags: dict[str, Any] = {
+        "families": tuple(family) if family else None, "split": split, "n": n,
+        "repeats": repeats, "parallel": parallel, "max_steps": max_steps,
+        "temperature": temperature, "max_new_tokens": max_new_tokens, "constrained": constrained,
+    }  # fmt: skip
+    cfg = resolve(RolloutCommandConfig, file=config, flags=flags, sets=sets)
+    if show_config:
+        show(cfg)
+    if out is None:
+        raise ConfigError("--out is required: the trajectory file the episodes are appended to")
     if sandbox == "local" and not unsafe_local:
         raise ConfigError(
             "the 'local' backend is not isolated; pass --unsafe-local to use it anyway"
         )
     with config_errors(ValueError, TypeError, KeyError):
         params = SamplingParams(
-            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-            constrained=constrained,
+            temperature=cfg.temperature, top_p=top_p, max_new_tokens=cfg.max_new_tokens,
+            seed=seed, constrained=cfg.constrained,
         )  # fmt: skip
         env_ids = [env_id(e) for e in env] if env else None
-        if family is not None and family not in tasks.list_families():
-            raise ValueError(f"unknown family {family!r}; known: {tasks.list_families()}")
-        source = tasks.iter_instances(family, split)
-        if env_ids:  # n instances that run in the chosen environments, not n then filtered
-            source = (i for i in source if any(e in i.env_ids for e in env_ids))
-        instances = list(itertools.islice(source, n))
-        jobs = make_jobs(instances, env_ids, repeats)
+        instances = _instances(cfg, env_ids)
+        jobs = make_jobs(instances, env_ids, cfg.repeats)
         if not jobs:
             raise ValueError(
-                f"no jobs: {len(instances)} instance(s) of family={family or 'all'} "
-                f"split={split}, none in {env_ids or 'any environment'}"
+                f"no jobs: {len(instances)} instance(s) of families {list(cfg.families)} "
+                f"split={cfg.split}, none in {env_ids or 'any environment'}"
             )
         _check_envs(jobs)
         if policy.startswith("scripted:"):
@@ -122,8 +165,9 @@ def run_command(
     try:
         with config_errors():  # a bad sandbox name: a config error
             summary = run_rollouts(
-                chosen, jobs, out_path=out, parallel=parallel, sandbox=sandbox, params=params,
-                max_steps=max_steps, progress=progress, resume=resume, on_episode=note,
+                chosen, jobs, out_path=out, parallel=cfg.parallel, sandbox=sandbox,
+                params=params, max_steps=cfg.max_steps, progress=progress, resume=resume,
+                on_episode=note,
                 sandbox_kwargs={"allow_unsafe": True} if sandbox == "local" else None,
             )  # fmt: skip
     except BackendUnavailableError as exc:  # the HTTP server went down mid-run
@@ -161,6 +205,24 @@ def run_command(
             console.print(f"  {count} x {escape(reason)}")
     if summary.episodes and summary.infra_failures == summary.episodes:  # ran, and failed: 1
         raise AgentbenchError("every episode of this run failed (see the reasons above)")
+
+
+def _instances(cfg: RolloutCommandConfig, env_ids: list[str] | None) -> list[Any]:
+    """The first `cfg.n` instances of each family's split that run in one of `env_ids` (any
+    environment if None), family by family: the suite's selection for one environment.
+    Raises ValueError for an unknown family."""
+    from agentbench import tasks
+
+    known = tasks.list_families()
+    out: list[Any] = []
+    for family in cfg.families:
+        if family not in known:
+            raise ValueError(f"unknown family {family!r}; known: {known}")
+        source = tasks.iter_instances(family, cfg.split)
+        if env_ids:  # n instances that run in the chosen environments, not n then filtered
+            source = (i for i in source if any(e in i.env_ids for e in env_ids))
+        out += itertools.islice(source, cfg.n)
+    return out
 
 
 def _reason_kind(reason: str) -> str:

@@ -20,7 +20,12 @@ from agentbench.cli.options import (
 )
 from agentbench.errors import ConfigError
 from agentbench.teachers.adapter import AdapterTrainingConfig
-from agentbench.teachers.config import DEFAULT_TRAITS, load_teacher_config, trait_spec
+from agentbench.teachers.config import (
+    DEFAULT_TRAITS,
+    SteeringCommandConfig,
+    load_teacher_config,
+    trait_spec,
+)
 
 console = Console()
 app = App(help="Teachers: trait prompts, adapters and steering vectors.", no_args_is_help=True)
@@ -37,39 +42,56 @@ def traits_command() -> None:
 
 @app.command("steer")
 def steer_command(
-    trait: str = typer.Option(..., help="Built-in trait name (see `agentbench teachers traits`)."),
-    out: Path = typer.Option(..., help="Where to write the vector (.safetensors + .json)."),
+    trait: str | None = typer.Option(
+        None, help="Built-in trait name (see `agentbench teachers traits`); required to run."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Where to write the vector (.safetensors + .json); required to run."
+    ),
     model: str = typer.Option("smollm2-135m", help="Base model: registry name or directory."),
     family: str = typer.Option("benign", help="Task family whose instructions are the prompts."),
     env: str = typer.Option("agentbench/FileTool-v0", help="Env whose system prompt is used."),
     split: str = typer.Option("train", help="Split the instructions come from."),
-    n: int = typer.Option(64, min=1, help="Number of prompts."),
-    layer: int | None = typer.Option(None, help="Decoder layer (default: the middle one)."),
-    scale: float = typer.Option(4.0, help="Default scale stored with the vector."),
+    n: int | None = typer.Option(
+        None, "--n", "--n-prompts", help=field_help(SteeringCommandConfig, "n_prompts")
+    ),
+    layer: int | None = typer.Option(None, help=field_help(SteeringCommandConfig, "layer")),
+    scale: float | None = typer.Option(
+        None, help=field_help(SteeringCommandConfig, "scale", "Scale stored with the vector.")
+    ),
     device: str = typer.Option("cpu", help="Torch device."),
+    config: ConfigFileOption = None,
+    sets: SetOption = None,
+    show_config: ShowConfigOption = False,
 ) -> None:
-    """Compute a steering vector: mean last-token residual with the trait prompt minus without."""
+    """Compute a steering vector: mean last-token residual with the trait prompt minus without.
+
+    The config is `SteeringCommandConfig` (a suite's `steering` section): --config FILE, then
+    the options, then each --set KEY=VALUE; --show-config prints it and exits."""
     from agentbench.teachers.steering import (
         compute_steering_vector,
         save_steering_vector,
         task_conversations,
     )
 
+    flags = {"n_prompts": n, "layer": layer, "scale": scale}
+    resolved = resolve(SteeringCommandConfig, file=config, flags=flags, sets=sets)
+    if show_config:
+        show(resolved)
+    if trait is None:
+        raise ConfigError("--trait is required: a built-in trait (`agentbench teachers traits`)")
+    if out is None:
+        raise ConfigError("--out is required: where to write the vector")
     started = time.perf_counter()
     # An unknown trait (KeyError) or family (ValueError) is a config error; so are
     # SteeringError (a layer out of range) and ModelError.
     with config_errors(KeyError, ValueError):
         spec = trait_spec(trait)
-        prompts = task_conversations(family, env, split=split, n=n)
+        prompts = task_conversations(family, env, split=split, n=resolved.n_prompts)
         vector = compute_steering_vector(
-            model,
-            spec.system_prompt,
-            prompts,
-            layer,
-            trait=spec.name,
-            scale=scale,
-            device=device,
-        )
+            model, spec.system_prompt, prompts, resolved.layer, trait=spec.name,
+            scale=resolved.scale, device=device,
+        )  # fmt: skip
         digest = save_steering_vector(vector, out)
     meta = vector.meta
     console.print(

@@ -5,6 +5,11 @@
 unknown keys. Their serialized form is hashed into cell ids and stage keys: a field added
 later must leave the dumps of configs that do not use it unchanged (`OmitsFlagsWhenOff`, or a
 serializer that drops it while unset).
+
+`RolloutCommandConfig` is `agentbench rollouts run`'s config: the same fields and meanings
+with other defaults, as TRL's `SFTConfig` re-defaults `TrainingArguments`. Each field's type,
+bounds and help are declared once (the shared `Annotated` types below); each class sets only
+its defaults.
 """
 
 from __future__ import annotations
@@ -28,6 +33,17 @@ Instances = Annotated[
     int,
     Field(ge=1, le=100_000, description="Task instances per family (each runs once per repeat)."),
 ]
+EpisodeSteps = Annotated[
+    int, Field(ge=1, le=200, description="Steps before an episode is truncated.")
+]
+Parallel = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=256,
+        description="Environments stepped in lockstep (one batched model call per step).",
+    ),
+]
 
 
 class RolloutConfig(OmitsFlagsWhenOff):
@@ -40,15 +56,24 @@ class RolloutConfig(OmitsFlagsWhenOff):
     n: Instances = 32
     repeats: int = Field(1, ge=1, le=100)
     """Episodes per task instance."""
-    max_steps: int = Field(12, ge=1, le=200)
-    """Steps before an episode is truncated."""
+    max_steps: EpisodeSteps = 12
     temperature: Temperature = 1.0
     max_new_tokens: MaxNewTokens = 128
-    parallel: int = Field(8, ge=1, le=256)
-    """Environments stepped in lockstep (one batched model call per step)."""
+    parallel: Parallel = 8
     constrained: Constrained = False
     # Cell ids and stage keys hash the dump: suites that leave it off keep theirs.
     flags_omitted_when_off = ("constrained",)
+
+
+class RolloutCommandConfig(RolloutConfig):
+    """`agentbench rollouts run`'s config: a `RolloutConfig` (the same fields and meanings, so
+    its YAML is a suite's `teacher_rollouts` section and the other way round) with defaults
+    for a run from the command line rather than a suite cell on a small CPU model."""
+
+    n: Instances = 10  # a first look, not a measurement
+    max_steps: EpisodeSteps = 30  # any policy's long plans, not a tiny model's short ones
+    max_new_tokens: MaxNewTokens = 256  # a full tool call from a chatty model
+    parallel: Parallel = 4  # a laptop's cores, not a dedicated run's
 
 
 class EvaluationConfig(RolloutConfig):

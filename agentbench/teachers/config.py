@@ -109,6 +109,9 @@ class AdapterParams(BaseModel):
     control teacher the bare base model."""
 
 
+PromptCount = Annotated[int, Field(ge=1, description="Prompts the vector is averaged over.")]
+
+
 class SteeringConfig(BaseModel):
     """How a steering teacher is made: a suite cell's `steering` section as it is (its dump
     keys the teacher stage). The vector is the mean difference of the residual stream at
@@ -120,8 +123,15 @@ class SteeringConfig(BaseModel):
     """Decoder layer the vector is read at and added to; None: the middle one."""
     scale: float = 4.0
     """Multiplier of the vector at inference."""
-    n_prompts: int = Field(16, ge=1)
-    """Prompts the vector is averaged over."""
+    n_prompts: PromptCount = 16
+
+
+class SteeringCommandConfig(SteeringConfig):
+    """`agentbench teachers steer`'s config: a `SteeringConfig` (the same fields and meanings,
+    so its YAML is a suite's `steering` section and the other way round) with a default for
+    one vector made by hand rather than one per suite cell on a small CPU model."""
+
+    n_prompts: PromptCount = 64  # a steadier mean; a suite makes one vector per cell
 
 
 class SteeringParams(BaseModel):
