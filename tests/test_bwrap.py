@@ -48,8 +48,11 @@ def test_info_reports_enforced_limits(sb: BwrapSandbox) -> None:
 
 
 def test_layout_and_environment(sb: BwrapSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = sb.exec("pwd; hostname; id -u; env | cut -d= -f1 | sort | tr '\\n' ' '")
-    lines = result.stdout.splitlines()
+    # env in a command without a pipeline: a concurrent command's processes also see the two
+    # variables that make their stderr line-buffered (agentbench.sandbox.output_order)
+    result = sb.exec("pwd; hostname; id -u; env > /tmp/e")
+    names = sb.exec("cut -d= -f1 /tmp/e | sort | tr '\\n' ' '")
+    lines = [*result.stdout.splitlines(), names.stdout]
     assert lines[:3] == ["/workspace", "sandbox", "0"]
     assert set(lines[3].split()) <= {
         *("PATH", "HOME", "LANG", "TERM", "USER", "HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_")
